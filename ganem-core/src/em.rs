@@ -1,0 +1,431 @@
+//! The EM loop of Algorithm 1: the M-step updates phi and trains G and D on the soft
+//! assignments; the E-step trains the E-net on generated images and re-assigns the real ones.
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use rand::distributions::{Distribution, WeightedIndex};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Profile;
+use crate::data::ImageSet;
+use crate::error::{Error, Result};
+use crate::losses::{discriminator_loss, enet_loss, generator_loss, GeneratorLoss};
+use crate::nets::{layers::softmax, Classifier, Generator, ImageShape, NetSpec};
+use crate::optim::{Net, NetOptimizer, OptimizerSpec};
+
+/// How the E-step draws the classes of the generated images it trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassSampling {
+    /// c ~ phi, as the paper (Eq. 5, Algorithm 1 line 11).
+    Prior,
+    /// Every class equally often in each batch, as the authors' code.
+    Even,
+}
+
+/// Distribution of the generator's noise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Noise {
+    /// U[0, 1), as App. B.1 ("the random noise of generator is in uniform distribution").
+    Uniform,
+    /// N(0, 1), as Eq. 1 and 5 write z ~ N.
+    Normal,
+}
+
+/// Settings of the EM loop. Defaults are the paper's (Sec. 5.1 and App. B.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmSpec {
+    /// EM iterations (n of Algorithm 1).
+    pub iterations: usize,
+    /// Real and generated images per M-step batch.
+    pub batch_size: usize,
+    /// Passes over the training images per M-step (p of Algorithm 1; may be fractional).
+    pub m_step_epochs: f64,
+    /// E-net updates per E-step (q of Algorithm 1).
+    pub e_step_iterations: usize,
+    /// Generated images per E-net update.
+    pub e_step_batch_size: usize,
+    pub e_step_classes: ClassSampling,
+    pub generator_loss: GeneratorLoss,
+    /// Weight of the extra real-vs-fake unit's loss in L_D (0 disables the unit's loss).
+    pub extra_unit_weight: f64,
+    /// Learning rates are multiplied by `lr_decay^(iteration - 1)`.
+    pub lr_decay: f64,
+    /// Re-create the optimisers (dropping their moments) at every EM iteration, as the
+    /// authors' code; this also makes a resumed run identical to an uninterrupted one.
+    pub reset_optimizers: bool,
+    /// Clip the generator's weights into [-c, c] after each update (Sec. 4.4); 0 = off.
+    pub generator_weight_clip: f64,
+    /// D updates per G update.
+    pub discriminator_steps: usize,
+    pub noise: Noise,
+    /// Images per forward pass when assigning real images.
+    pub eval_batch_size: usize,
+}
+
+impl Default for EmSpec {
+    fn default() -> Self {
+        Self {
+            iterations: 1000,
+            batch_size: 64,
+            m_step_epochs: 5.0,
+            e_step_iterations: 1000,
+            e_step_batch_size: 256,
+            e_step_classes: ClassSampling::Prior,
+            generator_loss: GeneratorLoss::PaperKl,
+            extra_unit_weight: 1.0,
+            lr_decay: 0.98,
+            reset_optimizers: false,
+            generator_weight_clip: 0.0,
+            discriminator_steps: 1,
+            noise: Noise::Uniform,
+            eval_batch_size: 1000,
+        }
+    }
+}
+
+/// Receives progress of long phases; binaries draw bars, tests ignore it.
+pub trait Progress {
+    fn start(&mut self, phase: &str, total: u64);
+    fn advance(&mut self, n: u64);
+    fn finish(&mut self);
+}
+
+/// Progress that goes nowhere.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&mut self, _: &str, _: u64) {}
+    fn advance(&mut self, _: u64) {}
+    fn finish(&mut self) {}
+}
+
+/// What one EM iteration did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IterationStats {
+    /// 1-based EM iteration.
+    pub iteration: usize,
+    pub loss_d: f64,
+    pub loss_g: f64,
+    pub loss_e: f64,
+    pub phi_min: f64,
+    pub phi_max: f64,
+    pub seconds: f64,
+}
+
+/// The state of a GAN-EM run: the three networks, the prior phi and the soft assignments w.
+pub struct GanEm {
+    spec: EmSpec,
+    optimizer: OptimizerSpec,
+    nets: NetSpec,
+    pub generator: Generator,
+    pub discriminator: Classifier,
+    pub enet: Classifier,
+    /// P(c = i), from the last M-step.
+    pub phi: Vec<f64>,
+    /// `(N, K)` soft assignments w of the training images, from the last E-step.
+    pub soft_assignments: Tensor,
+    /// EM iterations completed.
+    pub iteration: usize,
+    clusters: usize,
+    seed: u64,
+    device: Device,
+    optimizers: Option<[NetOptimizer; 3]>,
+}
+
+fn rng_for(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+impl GanEm {
+    /// Builds fresh networks for `clusters` clusters of images shaped `image`, with w uniform
+    /// over `train_len` training images (Algorithm 1, line 1).
+    pub fn new(
+        profile: &Profile,
+        clusters: usize,
+        image: ImageShape,
+        train_len: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        if clusters < 2 {
+            return Err(Error::Invalid(format!("K must be at least 2, got {clusters}")));
+        }
+        let mut rng = rng_for(seed, 0);
+        let nets = &profile.nets;
+        let generator = Generator::new(nets, image, clusters, device, &mut rng)?;
+        let discriminator = Classifier::new(nets, image, clusters + 1, "d", device, &mut rng)?;
+        let enet = Classifier::new(nets, image, clusters, "e", device, &mut rng)?;
+        let soft_assignments = Tensor::full(1.0 / clusters as f32, (train_len, clusters), device)?;
+        Ok(Self {
+            spec: profile.em.clone(),
+            optimizer: profile.optimizer.clone(),
+            nets: profile.nets.clone(),
+            generator,
+            discriminator,
+            enet,
+            phi: vec![1.0 / clusters as f64; clusters],
+            soft_assignments,
+            iteration: 0,
+            clusters,
+            seed,
+            device: device.clone(),
+            optimizers: None,
+        })
+    }
+
+    pub fn clusters(&self) -> usize {
+        self.clusters
+    }
+
+    /// Generator input `(B, noise + K)` for the given classes.
+    fn generator_input(&self, classes: &[u32], rng: &mut impl Rng) -> Result<Tensor> {
+        let noise_dim = self.generator.input_dims.0;
+        let n = classes.len();
+        let noise: Vec<f32> = match self.spec.noise {
+            Noise::Uniform => (0..n * noise_dim).map(|_| rng.gen::<f32>()).collect(),
+            Noise::Normal => (0..n * noise_dim)
+                .map(|_| rand_distr::StandardNormal.sample(rng))
+                .collect(),
+        };
+        let noise = Tensor::from_vec(noise, (n, noise_dim), &self.device)?;
+        Ok(Tensor::cat(&[noise, self.one_hot(classes)?], 1)?)
+    }
+
+    fn one_hot(&self, classes: &[u32]) -> Result<Tensor> {
+        let mut v = vec![0f32; classes.len() * self.clusters];
+        for (row, &c) in classes.iter().enumerate() {
+            v[row * self.clusters + c as usize] = 1.0;
+        }
+        Ok(Tensor::from_vec(v, (classes.len(), self.clusters), &self.device)?)
+    }
+
+    fn make_optimizers(&self) -> Result<[NetOptimizer; 3]> {
+        let decay = self.spec.lr_decay.powi(self.iteration as i32);
+        let make = |net, params: &crate::nets::Params| {
+            NetOptimizer::new(&self.optimizer, net, params.trainable().to_vec(), decay)
+        };
+        Ok([
+            make(Net::Generator, &self.generator.params)?,
+            make(Net::Discriminator, &self.discriminator.params)?,
+            make(Net::Enet, &self.enet.params)?,
+        ])
+    }
+
+    /// Runs one EM iteration (M-step then E-step) on `train`, whose order must match the one
+    /// the soft assignments were made for.
+    pub fn step(&mut self, train: &ImageSet, progress: &mut dyn Progress) -> Result<IterationStats> {
+        let start = Instant::now();
+        let n = train.len();
+        if n != self.soft_assignments.dim(0)? {
+            return Err(Error::Invalid(format!(
+                "{} training images but {} soft assignments",
+                n,
+                self.soft_assignments.dim(0)?
+            )));
+        }
+        let mut rng = rng_for(self.seed, 1 + self.iteration as u64);
+        if self.spec.reset_optimizers || self.optimizers.is_none() {
+            self.optimizers = Some(self.make_optimizers()?);
+        } else if let Some(opts) = &mut self.optimizers {
+            let decay = self.spec.lr_decay;
+            for o in opts.iter_mut() {
+                o.scale_learning_rate(decay);
+            }
+        }
+        let [mut opt_g, mut opt_d, mut opt_e] = self.optimizers.take().expect("optimizers set");
+
+        // M-step, phi: N_i / N with soft counts.
+        let counts: Vec<f32> = self.soft_assignments.sum(0)?.to_vec1()?;
+        let total: f64 = counts.iter().map(|&c| c as f64).sum();
+        self.phi = counts.iter().map(|&c| c as f64 / total).collect();
+
+        // M-step, psi: G and D on real batches weighted by w, generated classes c ~ U.
+        let batch = self.spec.batch_size.min(n);
+        let batches = ((self.spec.m_step_epochs * n as f64) / batch as f64).ceil() as usize;
+        progress.start(&format!("EM {} M-step", self.iteration + 1), batches as u64);
+        let mut order: Vec<u32> = Vec::new();
+        let (mut sum_d, mut sum_g) = (0.0, 0.0);
+        for _ in 0..batches {
+            if order.len() < batch {
+                let mut epoch: Vec<u32> = (0..n as u32).collect();
+                epoch.shuffle(&mut rng);
+                order.extend(epoch);
+            }
+            let idx: Vec<u32> = order.drain(..batch).collect();
+            let idx = Tensor::from_vec(idx, batch, &self.device)?;
+            let real = train.images.index_select(&idx, 0)?;
+            let w = self.soft_assignments.index_select(&idx, 0)?;
+            let mut fake = None;
+            for _ in 0..self.spec.discriminator_steps.max(1) {
+                let classes: Vec<u32> = (0..batch)
+                    .map(|_| rng.gen_range(0..self.clusters as u32))
+                    .collect();
+                let input = self.generator_input(&classes, &mut rng)?;
+                let images = self.generator.forward(&input, true)?;
+                let real_logits = self.discriminator.forward(&real, true)?;
+                let fake_logits = self.discriminator.forward(&images.detach(), true)?;
+                let loss =
+                    discriminator_loss(&real_logits, &w, &fake_logits, self.spec.extra_unit_weight)?;
+                opt_d.backward_step(&loss)?;
+                sum_d += loss.to_scalar::<f32>()? as f64;
+                fake = Some((images, classes));
+            }
+            // G reuses the last generated batch: its graph is still valid since G is unchanged.
+            let (images, classes) = fake.expect("at least one D step");
+            let logits = self.discriminator.forward(&images, true)?;
+            let loss = generator_loss(&logits, &self.one_hot(&classes)?, self.spec.generator_loss)?;
+            opt_g.backward_step(&loss)?;
+            sum_g += loss.to_scalar::<f32>()? as f64;
+            if self.spec.generator_weight_clip > 0.0 {
+                self.generator.params.clip(self.spec.generator_weight_clip)?;
+            }
+            progress.advance(1);
+        }
+        progress.finish();
+
+        // E-step: the E-net learns P(c | x) from generated images.
+        let loss_e = self.train_enet(&mut opt_e, &mut rng, progress)?;
+
+        // w = E(x_real) (Algorithm 1, line 14).
+        self.soft_assignments = self.assign(&train.images)?;
+        self.iteration += 1;
+        self.optimizers = Some([opt_g, opt_d, opt_e]);
+        let phi_min = self.phi.iter().copied().fold(f64::INFINITY, f64::min);
+        let phi_max = self.phi.iter().copied().fold(0.0, f64::max);
+        Ok(IterationStats {
+            iteration: self.iteration,
+            loss_d: sum_d / (batches * self.spec.discriminator_steps.max(1)) as f64,
+            loss_g: sum_g / batches as f64,
+            loss_e,
+            phi_min,
+            phi_max,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn train_enet(
+        &mut self,
+        opt_e: &mut NetOptimizer,
+        rng: &mut ChaCha8Rng,
+        progress: &mut dyn Progress,
+    ) -> Result<f64> {
+        let steps = self.spec.e_step_iterations;
+        let batch = self.spec.e_step_batch_size;
+        let prior = WeightedIndex::new(self.phi.iter().map(|p| p.max(1e-12)))
+            .map_err(|e| Error::Invalid(format!("phi is not a distribution: {e}")))?;
+        progress.start(&format!("EM {} E-step", self.iteration + 1), steps as u64);
+        let mut sum = 0.0;
+        for _ in 0..steps {
+            let classes: Vec<u32> = match self.spec.e_step_classes {
+                ClassSampling::Prior => (0..batch).map(|_| prior.sample(rng) as u32).collect(),
+                ClassSampling::Even => {
+                    let mut c: Vec<u32> = (0..batch).map(|i| (i % self.clusters) as u32).collect();
+                    c.shuffle(rng);
+                    c
+                }
+            };
+            let input = self.generator_input(&classes, rng)?;
+            let images = self.generator.forward(&input, true)?.detach();
+            let logits = self.enet.forward(&images, true)?;
+            let targets = Tensor::from_vec(classes, batch, &self.device)?;
+            let loss = enet_loss(&logits, &targets)?;
+            opt_e.backward_step(&loss)?;
+            sum += loss.to_scalar::<f32>()? as f64;
+            progress.advance(1);
+        }
+        progress.finish();
+        Ok(sum / steps as f64)
+    }
+
+    /// Soft assignments P(c | x) `(N, K)` of `images` by the E-net.
+    pub fn assign(&self, images: &Tensor) -> Result<Tensor> {
+        let logits = self.enet.predict_logits(images, self.spec.eval_batch_size)?;
+        Ok(softmax(&logits)?)
+    }
+
+    /// The most likely cluster of each of `images`.
+    pub fn predict(&self, images: &Tensor) -> Result<Vec<usize>> {
+        let hard: Vec<u32> = self.assign(images)?.argmax(1)?.to_vec1()?;
+        Ok(hard.into_iter().map(|c| c as usize).collect())
+    }
+
+    /// The most likely cluster of each training image, from the last E-step.
+    pub fn predict_from_assignments(&self) -> Result<Vec<usize>> {
+        let hard: Vec<u32> = self.soft_assignments.argmax(1)?.to_vec1()?;
+        Ok(hard.into_iter().map(|c| c as usize).collect())
+    }
+
+    /// `per_class` generated images of every cluster, `(K * per_class, H, W, C)`, class-major.
+    pub fn samples(&self, per_class: usize, seed: u64) -> Result<Tensor> {
+        let mut rng = rng_for(seed, u64::MAX);
+        let classes: Vec<u32> = (0..self.clusters as u32)
+            .flat_map(|c| std::iter::repeat(c).take(per_class))
+            .collect();
+        let input = self.generator_input(&classes, &mut rng)?;
+        Ok(self.generator.forward(&input, true)?.detach())
+    }
+
+    /// Saves G, D, the E-net (with running statistics), phi and the iteration into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        self.generator.params.save(&dir.join("generator.safetensors"))?;
+        self.discriminator.params.save(&dir.join("discriminator.safetensors"))?;
+        self.enet.params.save(&dir.join("enet.safetensors"))?;
+        let state = CheckpointState {
+            iteration: self.iteration,
+            clusters: self.clusters,
+            seed: self.seed,
+            phi: self.phi.clone(),
+            nets: self.nets.clone(),
+        };
+        let path = dir.join("state.json");
+        let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Invalid(e.to_string()))?;
+        std::fs::write(&path, json).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Restores a run saved by [`GanEm::save`]; `train` re-derives w = E(x_real).
+    pub fn resume(&mut self, dir: &Path, train: &ImageSet) -> Result<()> {
+        let path = dir.join("state.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let state: CheckpointState =
+            serde_json::from_str(&text).map_err(|e| Error::bad_file(&path, e.to_string()))?;
+        if state.clusters != self.clusters || state.nets != self.nets {
+            return Err(Error::bad_file(
+                &path,
+                format!(
+                    "checkpoint is for K = {} with other networks; this run has K = {}",
+                    state.clusters, self.clusters
+                ),
+            ));
+        }
+        self.generator.params.load(&dir.join("generator.safetensors"))?;
+        self.discriminator.params.load(&dir.join("discriminator.safetensors"))?;
+        self.enet.params.load(&dir.join("enet.safetensors"))?;
+        self.phi = state.phi;
+        self.iteration = state.iteration;
+        self.optimizers = None;
+        if self.iteration > 0 {
+            self.soft_assignments = self.assign(&train.images)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointState {
+    iteration: usize,
+    clusters: usize,
+    seed: u64,
+    phi: Vec<f64>,
+    nets: NetSpec,
+}

@@ -1,0 +1,353 @@
+//! Layers in NHWC layout with seeded initialisation, backed by `crate::ops` on the CPU.
+
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_nn::VarMap;
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+
+use crate::ops::{Col2Im, Im2Col, LeakyRelu, PatchGeometry};
+
+/// The trainable and running-statistic tensors of one network, by name.
+///
+/// Initialisation draws from the caller's seeded generator, never from a global one, so the
+/// same seed builds the same network.
+pub struct Params {
+    map: VarMap,
+    trainable: Vec<Var>,
+    device: Device,
+}
+
+impl Params {
+    pub fn new(device: &Device) -> Self {
+        Self {
+            map: VarMap::new(),
+            trainable: Vec::new(),
+            device: device.clone(),
+        }
+    }
+
+    fn insert(&mut self, name: &str, tensor: Tensor, trainable: bool) -> Result<Var> {
+        let var = Var::from_tensor(&tensor)?;
+        let mut data = self.map.data().lock().expect("parameter map poisoned");
+        if data.insert(name.to_string(), var.clone()).is_some() {
+            candle_core::bail!("parameter {name} defined twice");
+        }
+        if trainable {
+            self.trainable.push(var.clone());
+        }
+        Ok(var)
+    }
+
+    /// Weights drawn from N(0, std^2), the DCGAN initialisation.
+    pub fn normal(&mut self, name: &str, shape: &[usize], std: f32, rng: &mut impl Rng) -> Result<Var> {
+        let normal = Normal::new(0f32, std).map_err(candle_core::Error::wrap)?;
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| normal.sample(rng)).collect();
+        let t = Tensor::from_vec(values, shape, &self.device)?;
+        self.insert(name, t, true)
+    }
+
+    pub fn constant(&mut self, name: &str, len: usize, value: f32, trainable: bool) -> Result<Var> {
+        let t = Tensor::full(value, len, &self.device)?;
+        self.insert(name, t, trainable)
+    }
+
+    /// The tensors an optimiser updates (running statistics excluded).
+    pub fn trainable(&self) -> &[Var] {
+        &self.trainable
+    }
+
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        self.map.save(path)
+    }
+
+    /// Loads every tensor by name; shapes must match the network as built.
+    pub fn load(&mut self, path: &std::path::Path) -> Result<()> {
+        self.map.load(path)
+    }
+
+    /// Clamps every trainable weight into `[-limit, limit]` (Sec. 4.4's Lipschitz constraint).
+    pub fn clip(&self, limit: f64) -> Result<()> {
+        for var in &self.trainable {
+            var.set(&var.as_tensor().clamp(-limit, limit)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Activation that follows a layer.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Leaky ReLU with slope 0.2 (the paper's lReLU(0.2)).
+    LeakyRelu,
+    Relu,
+    Sigmoid,
+    Identity,
+}
+
+impl Activation {
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::LeakyRelu if x.device().is_cpu() => x.contiguous()?.apply_op1(LeakyRelu(0.2)),
+            Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, 0.2),
+            Activation::Relu => x.relu(),
+            Activation::Sigmoid => candle_nn::ops::sigmoid(x),
+            Activation::Identity => Ok(x.clone()),
+        }
+    }
+}
+
+const INIT_STD: f32 = 0.02;
+
+/// Square-kernel convolution on NHWC input. No bias: every convolution here feeds BatchNorm.
+pub struct Conv2d {
+    /// `(kernel * kernel * in_channels, out_channels)`, rows ordered (ky, kx, channel).
+    weight: Var,
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv2d {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        params: &mut Params,
+        name: &str,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let shape = [kernel * kernel * in_channels, out_channels];
+        let weight = params.normal(&format!("{name}.weight"), &shape, INIT_STD, rng)?;
+        Ok(Self {
+            weight,
+            in_channels,
+            out_channels,
+            kernel,
+            stride,
+            padding,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (batch, height, width, channels) = x.dims4()?;
+        let geometry = PatchGeometry {
+            batch,
+            height,
+            width,
+            channels,
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+        };
+        let (gh, gw) = (geometry.grid_height(), geometry.grid_width());
+        if !x.device().is_cpu() {
+            return self.forward_reference(x);
+        }
+        x.contiguous()?
+            .apply_op1(Im2Col(geometry))?
+            .matmul(self.weight.as_tensor())?
+            .reshape((batch, gh, gw, self.out_channels))
+    }
+
+    /// candle's own convolution (NCHW), for other devices and as the tests' reference.
+    pub fn forward_reference(&self, x: &Tensor) -> Result<Tensor> {
+        let k = self.kernel;
+        let kernel = self
+            .weight
+            .as_tensor()
+            .reshape((k, k, self.in_channels, self.out_channels))?
+            .permute((3, 2, 0, 1))?
+            .contiguous()?;
+        x.permute((0, 3, 1, 2))?
+            .contiguous()?
+            .conv2d(&kernel, self.padding, self.stride, 1, 1)?
+            .permute((0, 2, 3, 1))?
+            .contiguous()
+    }
+}
+
+/// Square-kernel transposed convolution on NHWC input, without output padding.
+pub struct ConvTranspose2d {
+    /// `(in_channels, kernel * kernel * out_channels)`, columns ordered (ky, kx, channel).
+    weight: Var,
+    bias: Option<Var>,
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl ConvTranspose2d {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        params: &mut Params,
+        name: &str,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        with_bias: bool,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let shape = [in_channels, kernel * kernel * out_channels];
+        let weight = params.normal(&format!("{name}.weight"), &shape, INIT_STD, rng)?;
+        let bias = if with_bias {
+            Some(params.constant(&format!("{name}.bias"), out_channels, 0.0, true)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            in_channels,
+            out_channels,
+            kernel,
+            stride,
+            padding,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let out = if x.device().is_cpu() {
+            let (batch, height, width, channels) = x.dims4()?;
+            let geometry = PatchGeometry {
+                batch,
+                height: (height - 1) * self.stride + self.kernel - 2 * self.padding,
+                width: (width - 1) * self.stride + self.kernel - 2 * self.padding,
+                channels: self.out_channels,
+                kernel: self.kernel,
+                stride: self.stride,
+                padding: self.padding,
+            };
+            x.reshape((batch * height * width, channels))?
+                .matmul(self.weight.as_tensor())?
+                .apply_op1(Col2Im(geometry))?
+        } else {
+            self.forward_reference_unbiased(x)?
+        };
+        match &self.bias {
+            Some(b) => out.broadcast_add(b.as_tensor()),
+            None => Ok(out),
+        }
+    }
+
+    /// candle's own transposed convolution (NCHW), without the bias.
+    pub fn forward_reference_unbiased(&self, x: &Tensor) -> Result<Tensor> {
+        let k = self.kernel;
+        let kernel = self
+            .weight
+            .as_tensor()
+            .reshape((self.in_channels, k, k, self.out_channels))?
+            .permute((0, 3, 1, 2))?
+            .contiguous()?;
+        x.permute((0, 3, 1, 2))?
+            .contiguous()?
+            .conv_transpose2d(&kernel, self.padding, 0, self.stride, 1)?
+            .permute((0, 2, 3, 1))?
+            .contiguous()
+    }
+}
+
+/// Fully connected layer; the weight is stored `(in, out)` so the forward pass needs no transpose.
+pub struct Linear {
+    weight: Var,
+    bias: Option<Var>,
+}
+
+impl Linear {
+    pub fn new(
+        params: &mut Params,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        with_bias: bool,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let weight = params.normal(&format!("{name}.weight"), &[inputs, outputs], INIT_STD, rng)?;
+        let bias = if with_bias {
+            Some(params.constant(&format!("{name}.bias"), outputs, 0.0, true)?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(self.weight.as_tensor())?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b.as_tensor()),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Batch normalisation over the last (channel) dimension, PyTorch's defaults
+/// (momentum 0.1, eps 1e-5, unbiased running variance).
+pub struct BatchNorm {
+    gamma: Var,
+    beta: Var,
+    running_mean: Var,
+    running_var: Var,
+}
+
+const BN_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
+impl BatchNorm {
+    pub fn new(params: &mut Params, name: &str, channels: usize) -> Result<Self> {
+        Ok(Self {
+            gamma: params.constant(&format!("{name}.gamma"), channels, 1.0, true)?,
+            beta: params.constant(&format!("{name}.beta"), channels, 0.0, true)?,
+            running_mean: params.constant(&format!("{name}.running_mean"), channels, 0.0, false)?,
+            running_var: params.constant(&format!("{name}.running_var"), channels, 1.0, false)?,
+        })
+    }
+
+    /// `train`: normalise with the batch's statistics and update the running ones;
+    /// otherwise normalise with the running statistics.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let shape = x.shape().clone();
+        let channels = x.dim(D::Minus1)?;
+        let rows = x.reshape(((), channels))?;
+        let (centered, inv_std) = if train {
+            let mean = rows.mean_keepdim(0)?;
+            let centered = rows.broadcast_sub(&mean)?;
+            let var = centered.sqr()?.mean_keepdim(0)?;
+            let inv_std = (var.clone() + BN_EPS)?.sqrt()?.recip()?;
+            self.update_running(&mean.detach(), &var.detach(), rows.dim(0)?)?;
+            (centered, inv_std)
+        } else {
+            let mean = self.running_mean.as_tensor().unsqueeze(0)?;
+            let inv_std = (self.running_var.as_tensor().unsqueeze(0)? + BN_EPS)?.sqrt()?.recip()?;
+            (rows.broadcast_sub(&mean)?, inv_std)
+        };
+        let scale = inv_std.broadcast_mul(&self.gamma.as_tensor().unsqueeze(0)?)?;
+        centered
+            .broadcast_mul(&scale)?
+            .broadcast_add(&self.beta.as_tensor().unsqueeze(0)?)?
+            .reshape(shape)
+    }
+
+    fn update_running(&self, mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
+        let unbiased = (var.squeeze(0)? * (count as f64 / (count.max(2) - 1) as f64))?;
+        let blend = |old: &Var, new: &Tensor| -> Result<()> {
+            old.set(&((old.as_tensor() * (1.0 - BN_MOMENTUM))? + (new * BN_MOMENTUM)?)?)
+        };
+        blend(&self.running_mean, &mean.squeeze(0)?)?;
+        blend(&self.running_var, &unbiased)
+    }
+}
+
+/// Softmax over the last dimension, detached from the graph.
+pub fn softmax(logits: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?.detach())
+}

@@ -1,0 +1,337 @@
+//! The three networks of GAN-EM: generator G, discriminator D (K + 1 outputs) and E-net
+//! (K outputs), built from one [`NetSpec`] so that every data set is a configuration.
+
+pub mod layers;
+
+use candle_core::{Device, Result, Tensor};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+pub use layers::{Activation, Params};
+use layers::{BatchNorm, Conv2d, ConvTranspose2d, Linear};
+
+/// Shape of the networks. Defaults are the paper's MNIST networks (Table 4, App. B.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetSpec {
+    /// Dimension of the generator's noise input (62 in the paper).
+    pub noise_dim: usize,
+    /// Multiplier on every channel count and hidden width (1.0 = as printed).
+    pub width: f64,
+    /// Output channels of the 4x4 stride-2 convolutions of D and the E-net.
+    pub conv_channels: Vec<usize>,
+    /// Hidden fully connected layer of D and the E-net.
+    pub fc_hidden: usize,
+    /// An extra FC layer at the generator's input (the authors' code: 1024; the paper: none, 0).
+    pub generator_fc_hidden: usize,
+    /// Channels of the generator's first feature map (128 for 128 x 7 x 7).
+    pub generator_base_channels: usize,
+    /// Output channels of the generator's hidden 4x4 stride-2 transposed convolutions; a last
+    /// one to the image's channels follows.
+    pub generator_deconv_channels: Vec<usize>,
+    /// Hidden activation of the generator (the paper: lReLU(0.2); the authors' code: ReLU).
+    pub generator_activation: Activation,
+}
+
+impl Default for NetSpec {
+    fn default() -> Self {
+        Self {
+            noise_dim: 62,
+            width: 1.0,
+            conv_channels: vec![64, 128, 256],
+            fc_hidden: 1024,
+            generator_fc_hidden: 0,
+            generator_base_channels: 128,
+            generator_deconv_channels: vec![64],
+            generator_activation: Activation::LeakyRelu,
+        }
+    }
+}
+
+impl NetSpec {
+    fn scaled(&self, n: usize) -> usize {
+        ((n as f64 * self.width).round() as usize).max(1)
+    }
+}
+
+/// Shape of one image, NHWC without the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageShape {
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+}
+
+const KERNEL: usize = 4;
+const STRIDE: usize = 2;
+const PADDING: usize = 1;
+
+fn conv_out(side: usize) -> usize {
+    (side + 2 * PADDING - KERNEL) / STRIDE + 1
+}
+
+/// Conditional generator G(z, c): noise and a one-hot class to an image in [0, 1].
+pub struct Generator {
+    pub params: Params,
+    input_fc: Option<(Linear, BatchNorm)>,
+    base_fc: Linear,
+    base_bn: BatchNorm,
+    hidden: Vec<(ConvTranspose2d, BatchNorm)>,
+    output: ConvTranspose2d,
+    base_side: (usize, usize),
+    base_channels: usize,
+    activation: Activation,
+    /// Noise dimension followed by the number of classes.
+    pub input_dims: (usize, usize),
+}
+
+impl Generator {
+    pub fn new(
+        spec: &NetSpec,
+        image: ImageShape,
+        classes: usize,
+        device: &Device,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let mut params = Params::new(device);
+        let upsamplings = spec.generator_deconv_channels.len() + 1;
+        let factor = 1usize << upsamplings;
+        if image.height % factor != 0 || image.width % factor != 0 {
+            candle_core::bail!(
+                "generator: {} transposed convolutions cannot produce {}x{} images",
+                upsamplings,
+                image.height,
+                image.width
+            );
+        }
+        let base_side = (image.height / factor, image.width / factor);
+        let base_channels = spec.scaled(spec.generator_base_channels);
+        let mut inputs = spec.noise_dim + classes;
+        let input_fc = if spec.generator_fc_hidden > 0 {
+            let hidden = spec.scaled(spec.generator_fc_hidden);
+            let fc = Linear::new(&mut params, "g.fc_in", inputs, hidden, false, rng)?;
+            let bn = BatchNorm::new(&mut params, "g.fc_in.bn", hidden)?;
+            inputs = hidden;
+            Some((fc, bn))
+        } else {
+            None
+        };
+        let base_len = base_channels * base_side.0 * base_side.1;
+        let base_fc = Linear::new(&mut params, "g.fc_base", inputs, base_len, false, rng)?;
+        let base_bn = BatchNorm::new(&mut params, "g.fc_base.bn", base_channels)?;
+        let mut hidden = Vec::new();
+        let mut channels = base_channels;
+        for (i, &c) in spec.generator_deconv_channels.iter().enumerate() {
+            let c = spec.scaled(c);
+            let name = format!("g.deconv{i}");
+            let deconv = ConvTranspose2d::new(
+                &mut params, &name, channels, c, KERNEL, STRIDE, PADDING, false, rng,
+            )?;
+            hidden.push((deconv, BatchNorm::new(&mut params, &format!("{name}.bn"), c)?));
+            channels = c;
+        }
+        let output = ConvTranspose2d::new(
+            &mut params,
+            "g.deconv_out",
+            channels,
+            image.channels,
+            KERNEL,
+            STRIDE,
+            PADDING,
+            true,
+            rng,
+        )?;
+        Ok(Self {
+            params,
+            input_fc,
+            base_fc,
+            base_bn,
+            hidden,
+            output,
+            base_side,
+            base_channels,
+            activation: spec.generator_activation,
+            input_dims: (spec.noise_dim, classes),
+        })
+    }
+
+    /// `input`: `(B, noise_dim + K)`, noise then one-hot class. Returns `(B, H, W, C)`.
+    pub fn forward(&self, input: &Tensor, train: bool) -> Result<Tensor> {
+        let mut x = input.clone();
+        if let Some((fc, bn)) = &self.input_fc {
+            x = self.activation.apply(&bn.forward(&fc.forward(&x)?, train)?)?;
+        }
+        let batch = x.dim(0)?;
+        let (h, w) = self.base_side;
+        x = self
+            .base_fc
+            .forward(&x)?
+            .reshape((batch, h, w, self.base_channels))?;
+        x = self.activation.apply(&self.base_bn.forward(&x, train)?)?;
+        for (deconv, bn) in &self.hidden {
+            x = self.activation.apply(&bn.forward(&deconv.forward(&x)?, train)?)?;
+        }
+        Activation::Sigmoid.apply(&self.output.forward(&x)?)
+    }
+}
+
+/// Convolutional classifier: the discriminator (K + 1 logits, the last one real-vs-fake) and
+/// the E-net (K logits) share this shape (Table 4).
+pub struct Classifier {
+    pub params: Params,
+    convs: Vec<(Conv2d, BatchNorm)>,
+    fc: Linear,
+    fc_bn: BatchNorm,
+    head: Linear,
+}
+
+impl Classifier {
+    pub fn new(
+        spec: &NetSpec,
+        image: ImageShape,
+        outputs: usize,
+        name: &str,
+        device: &Device,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let mut params = Params::new(device);
+        let mut convs = Vec::new();
+        let (mut channels, mut h, mut w) = (image.channels, image.height, image.width);
+        for (i, &c) in spec.conv_channels.iter().enumerate() {
+            let c = spec.scaled(c);
+            let layer = format!("{name}.conv{i}");
+            let conv = Conv2d::new(&mut params, &layer, channels, c, KERNEL, STRIDE, PADDING, rng)?;
+            convs.push((conv, BatchNorm::new(&mut params, &format!("{layer}.bn"), c)?));
+            channels = c;
+            (h, w) = (conv_out(h), conv_out(w));
+        }
+        let hidden = spec.scaled(spec.fc_hidden);
+        let fc = Linear::new(&mut params, &format!("{name}.fc"), channels * h * w, hidden, false, rng)?;
+        let fc_bn = BatchNorm::new(&mut params, &format!("{name}.fc.bn"), hidden)?;
+        let head = Linear::new(&mut params, &format!("{name}.head"), hidden, outputs, true, rng)?;
+        Ok(Self {
+            params,
+            convs,
+            fc,
+            fc_bn,
+            head,
+        })
+    }
+
+    /// `images`: `(B, H, W, C)` in [0, 1]. Returns logits `(B, outputs)`.
+    pub fn forward(&self, images: &Tensor, train: bool) -> Result<Tensor> {
+        let mut x = images.clone();
+        for (conv, bn) in &self.convs {
+            x = Activation::LeakyRelu.apply(&bn.forward(&conv.forward(&x)?, train)?)?;
+        }
+        let x = x.flatten_from(1)?;
+        let x = Activation::LeakyRelu.apply(&self.fc_bn.forward(&self.fc.forward(&x)?, train)?)?;
+        self.head.forward(&x)
+    }
+
+    /// Logits for many images, in batches, without building a graph.
+    pub fn predict_logits(&self, images: &Tensor, batch: usize) -> Result<Tensor> {
+        let n = images.dim(0)?;
+        let mut out = Vec::with_capacity(n.div_ceil(batch));
+        for start in (0..n).step_by(batch) {
+            let len = batch.min(n - start);
+            out.push(self.forward(&images.narrow(0, start, len)?, false)?.detach());
+        }
+        Tensor::cat(&out, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+    use rand::SeedableRng;
+
+    fn rng() -> rand_chacha::ChaCha8Rng {
+        rand_chacha::ChaCha8Rng::seed_from_u64(7)
+    }
+
+    fn random(shape: &[usize], seed: u64) -> Tensor {
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| r.gen_range(-1.0..1.0)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs() / scale))
+    }
+
+    /// Forward and all gradients of a layer on the custom CPU path against candle's reference.
+    fn check_against_reference(
+        fast: impl Fn(&Tensor) -> Tensor,
+        reference: impl Fn(&Tensor) -> Tensor,
+        input: &Tensor,
+        weight: &Var,
+    ) {
+        let x = Var::from_tensor(input).unwrap();
+        let y1 = fast(x.as_tensor());
+        let y2 = reference(x.as_tensor());
+        assert!(max_rel_diff(&y1, &y2) < 1e-4, "forward differs");
+        let probe = random(y1.dims(), 99);
+        let g1 = (y1 * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (y2 * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&x, weight] {
+            let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+            assert!(d < 1e-4, "gradient differs by {d}");
+        }
+    }
+
+    #[test]
+    fn conv2d_matches_candle() {
+        for (h, c_in, c_out) in [(28, 1, 8), (14, 8, 16), (7, 16, 32)] {
+            let mut p = Params::new(&Device::Cpu);
+            let conv = Conv2d::new(&mut p, "c", c_in, c_out, 4, 2, 1, &mut rng()).unwrap();
+            let w = p.trainable()[0].clone();
+            check_against_reference(
+                |x| conv.forward(x).unwrap(),
+                |x| conv.forward_reference(x).unwrap(),
+                &random(&[3, h, h, c_in], 1),
+                &w,
+            );
+        }
+    }
+
+    #[test]
+    fn conv_transpose2d_matches_candle() {
+        for (h, c_in, c_out) in [(7, 16, 8), (14, 8, 1)] {
+            let mut p = Params::new(&Device::Cpu);
+            let deconv =
+                ConvTranspose2d::new(&mut p, "d", c_in, c_out, 4, 2, 1, false, &mut rng()).unwrap();
+            let w = p.trainable()[0].clone();
+            check_against_reference(
+                |x| deconv.forward(x).unwrap(),
+                |x| deconv.forward_reference_unbiased(x).unwrap(),
+                &random(&[3, h, h, c_in], 2),
+                &w,
+            );
+        }
+    }
+
+    #[test]
+    fn mnist_networks_have_the_papers_shapes() {
+        let spec = NetSpec::default();
+        let image = ImageShape { height: 28, width: 28, channels: 1 };
+        let g = Generator::new(&spec, image, 10, &Device::Cpu, &mut rng()).unwrap();
+        let d = Classifier::new(&spec, image, 11, "d", &Device::Cpu, &mut rng()).unwrap();
+        let z = random(&[5, 72], 3);
+        let x = g.forward(&z, true).unwrap();
+        assert_eq!(x.dims(), &[5, 28, 28, 1]);
+        assert_eq!(d.forward(&x, true).unwrap().dims(), &[5, 11]);
+        // FC 72 -> 6272 is the generator's first layer; D's FC reads 256 x 3 x 3.
+        let shapes: Vec<Vec<usize>> =
+            d.params.trainable().iter().map(|v| v.dims().to_vec()).collect();
+        assert!(shapes.contains(&vec![2304, 1024]));
+        let shapes: Vec<Vec<usize>> =
+            g.params.trainable().iter().map(|v| v.dims().to_vec()).collect();
+        assert!(shapes.contains(&vec![72, 6272]));
+    }
+}

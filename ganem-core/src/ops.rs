@@ -1,0 +1,272 @@
+//! CPU kernels behind the convolution layers, as candle custom ops.
+//!
+//! Convolutions run in NHWC layout as `im2col` followed by one matrix product (candle's
+//! multi-threaded gemm), and transposed convolutions as one matrix product followed by
+//! `col2im`. `im2col` and `col2im` are each other's adjoint, so each op's backward pass is the
+//! other op: no convolution-specific gradient code is needed. The ops run on the CPU only;
+//! `nets::layers` falls back to candle's own convolutions on other devices.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Geometry of a square-kernel convolution over an NHWC image batch.
+///
+/// `image` is the side that `im2col` reads and `col2im` writes: the input of a convolution, or
+/// the output of a transposed convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatchGeometry {
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl PatchGeometry {
+    /// Height of the grid of patch positions.
+    pub fn grid_height(&self) -> usize {
+        (self.height + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+
+    /// Width of the grid of patch positions.
+    pub fn grid_width(&self) -> usize {
+        (self.width + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+
+    /// Length of one patch row: kernel * kernel * channels.
+    pub fn patch_len(&self) -> usize {
+        self.kernel * self.kernel * self.channels
+    }
+
+    fn image_len(&self) -> usize {
+        self.height * self.width * self.channels
+    }
+
+    fn rows_per_image(&self) -> usize {
+        self.grid_height() * self.grid_width()
+    }
+
+    /// Calls `f(row_in_image, column_offset, pixel_offset)` for every in-bounds (patch, tap):
+    /// `column_offset` indexes into a patch row, `pixel_offset` into one NHWC image.
+    #[inline]
+    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let (gh, gw) = (self.grid_height(), self.grid_width());
+        let (k, s, p, c) = (self.kernel, self.stride, self.padding, self.channels);
+        for gy in 0..gh {
+            for gx in 0..gw {
+                let row = gy * gw + gx;
+                for ky in 0..k {
+                    let iy = (gy * s + ky) as isize - p as isize;
+                    if iy < 0 || iy >= self.height as isize {
+                        continue;
+                    }
+                    for kx in 0..k {
+                        let ix = (gx * s + kx) as isize - p as isize;
+                        if ix < 0 || ix >= self.width as isize {
+                            continue;
+                        }
+                        let pixel = (iy as usize * self.width + ix as usize) * c;
+                        f(row, (ky * k + kx) * c, pixel);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let data = match storage {
+        CpuStorage::F32(d) => d,
+        _ => candle_core::bail!("{op}: only f32 is supported"),
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
+/// Unfolds an NHWC batch `(B, H, W, C)` into patch rows `(B * GH * GW, K * K * C)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Im2Col(pub PatchGeometry);
+
+/// Folds patch rows `(B * GH * GW, K * K * C)` back into an NHWC batch, summing overlaps.
+#[derive(Debug, Clone, Copy)]
+pub struct Col2Im(pub PatchGeometry);
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "ganem-im2col"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let src = contiguous_f32(storage, layout, self.name())?;
+        if src.len() != g.batch * g.image_len() {
+            candle_core::bail!("im2col: input has {} values, geometry {g:?}", src.len());
+        }
+        let (rows, patch) = (g.rows_per_image(), g.patch_len());
+        let mut cols = vec![0f32; g.batch * rows * patch];
+        cols.par_chunks_mut(rows * patch)
+            .zip(src.par_chunks(g.image_len()))
+            .for_each(|(dst, img)| {
+                g.for_each_tap(|row, col, pixel| {
+                    let d = row * patch + col;
+                    dst[d..d + g.channels].copy_from_slice(&img[pixel..pixel + g.channels]);
+                })
+            });
+        Ok((CpuStorage::F32(cols), Shape::from((g.batch * rows, patch))))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1(Col2Im(self.0))?))
+    }
+}
+
+impl CustomOp1 for Col2Im {
+    fn name(&self) -> &'static str {
+        "ganem-col2im"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let src = contiguous_f32(storage, layout, self.name())?;
+        let (rows, patch) = (g.rows_per_image(), g.patch_len());
+        if src.len() != g.batch * rows * patch {
+            candle_core::bail!("col2im: input has {} values, geometry {g:?}", src.len());
+        }
+        let mut image = vec![0f32; g.batch * g.image_len()];
+        image
+            .par_chunks_mut(g.image_len())
+            .zip(src.par_chunks(rows * patch))
+            .for_each(|(img, cols)| {
+                g.for_each_tap(|row, col, pixel| {
+                    let s = row * patch + col;
+                    for (o, v) in img[pixel..pixel + g.channels]
+                        .iter_mut()
+                        .zip(&cols[s..s + g.channels])
+                    {
+                        *o += v;
+                    }
+                })
+            });
+        let shape = Shape::from((g.batch, g.height, g.width, g.channels));
+        Ok((CpuStorage::F32(image), shape))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1(Im2Col(self.0))?))
+    }
+}
+
+/// Leaky ReLU with its own backward pass: one pass over memory each way instead of candle-nn's
+/// five element-wise ops (zeros, max, min, mul, add) and their gradients.
+#[derive(Debug, Clone, Copy)]
+pub struct LeakyRelu(pub f32);
+
+impl CustomOp1 for LeakyRelu {
+    fn name(&self) -> &'static str {
+        "ganem-leaky-relu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let src = contiguous_f32(storage, layout, self.name())?;
+        let slope = self.0;
+        let out: Vec<f32> = src
+            .iter()
+            .map(|&v| if v > 0.0 { v } else { v * slope })
+            .collect();
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad = grad.contiguous()?;
+        Ok(Some(arg.contiguous()?.apply_op2_no_bwd(&grad, &LeakyReluGrad(self.0))?))
+    }
+}
+
+/// `grad * (x > 0 ? 1 : slope)`; arguments `(x, grad)`.
+struct LeakyReluGrad(f32);
+
+impl candle_core::CustomOp2 for LeakyReluGrad {
+    fn name(&self) -> &'static str {
+        "ganem-leaky-relu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, self.name())?;
+        let g = contiguous_f32(s2, l2, self.name())?;
+        let slope = self.0;
+        let out: Vec<f32> = x
+            .iter()
+            .zip(g)
+            .map(|(&x, &g)| if x > 0.0 { g } else { g * slope })
+            .collect();
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn random(shape: &[usize], seed: u64) -> Tensor {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        a.iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs() / scale))
+    }
+
+    #[test]
+    fn im2col_and_col2im_are_adjoint() {
+        // <im2col(x), y> == <x, col2im(y)> for random x and y.
+        let g = PatchGeometry {
+            batch: 2,
+            height: 7,
+            width: 7,
+            channels: 3,
+            kernel: 4,
+            stride: 2,
+            padding: 1,
+        };
+        let x = random(&[2, 7, 7, 3], 1);
+        let cols = x.apply_op1_no_bwd(&Im2Col(g)).unwrap();
+        let y = random(cols.dims(), 2);
+        let back = y.apply_op1_no_bwd(&Col2Im(g)).unwrap();
+        let lhs: f32 = (cols * &y).unwrap().sum_all().unwrap().to_scalar().unwrap();
+        let rhs: f32 = (x * back).unwrap().sum_all().unwrap().to_scalar().unwrap();
+        assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
+    }
+
+    #[test]
+    fn leaky_relu_matches_candle_forward_and_backward() {
+        let x = Var::from_tensor(&random(&[4, 33], 3)).unwrap();
+        let ours = x.as_tensor().apply_op1(LeakyRelu(0.2)).unwrap();
+        let reference = candle_nn::ops::leaky_relu(x.as_tensor(), 0.2).unwrap();
+        assert!(max_rel_diff(&ours, &reference) < 1e-6);
+        let w = random(&[4, 33], 4);
+        let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (reference * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let (g1, g2) = (g1.get(&x).unwrap(), g2.get(&x).unwrap());
+        assert!(max_rel_diff(g1, g2) < 1e-6);
+    }
+}
