@@ -137,7 +137,14 @@ pub struct GanEm {
     clusters: usize,
     seed: u64,
     device: Device,
-    optimizers: Option<[NetOptimizer; 3]>,
+    optimizers: Option<Optimizers>,
+    rng: ChaCha8Rng,
+}
+
+struct Optimizers {
+    generator: NetOptimizer,
+    discriminator: NetOptimizer,
+    enet: NetOptimizer,
 }
 
 fn rng_for(seed: u64, stream: u64) -> ChaCha8Rng {
@@ -180,6 +187,7 @@ impl GanEm {
             seed,
             device: device.clone(),
             optimizers: None,
+            rng: rng_for(seed, 1),
         })
     }
 
@@ -188,7 +196,8 @@ impl GanEm {
     }
 
     /// Generator input `(B, noise + K)` for the given classes.
-    fn generator_input(&self, classes: &[u32], rng: &mut impl Rng) -> Result<Tensor> {
+    fn generator_input(&mut self, classes: &[u32]) -> Result<Tensor> {
+        let rng = &mut self.rng;
         let noise_dim = self.generator.input_dims.0;
         let n = classes.len();
         let noise: Vec<f32> = match self.spec.noise {
@@ -209,16 +218,86 @@ impl GanEm {
         Ok(Tensor::from_vec(v, (classes.len(), self.clusters), &self.device)?)
     }
 
-    fn make_optimizers(&self) -> Result<[NetOptimizer; 3]> {
+    /// Creates the optimisers for the coming iteration, or decays the existing ones' rates.
+    fn prepare_optimizers(&mut self) -> Result<()> {
+        if let (false, Some(opts)) = (self.spec.reset_optimizers, &mut self.optimizers) {
+            for o in [&mut opts.generator, &mut opts.discriminator, &mut opts.enet] {
+                o.scale_learning_rate(self.spec.lr_decay);
+            }
+            return Ok(());
+        }
         let decay = self.spec.lr_decay.powi(self.iteration as i32);
         let make = |net, params: &crate::nets::Params| {
             NetOptimizer::new(&self.optimizer, net, params.trainable().to_vec(), decay)
         };
-        Ok([
-            make(Net::Generator, &self.generator.params)?,
-            make(Net::Discriminator, &self.discriminator.params)?,
-            make(Net::Enet, &self.enet.params)?,
-        ])
+        self.optimizers = Some(Optimizers {
+            generator: make(Net::Generator, &self.generator.params)?,
+            discriminator: make(Net::Discriminator, &self.discriminator.params)?,
+            enet: make(Net::Enet, &self.enet.params)?,
+        });
+        Ok(())
+    }
+
+    fn optimizers(&mut self) -> Result<&mut Optimizers> {
+        if self.optimizers.is_none() {
+            self.prepare_optimizers()?;
+        }
+        Ok(self.optimizers.as_mut().expect("optimizers prepared"))
+    }
+
+    /// One M-step update on a real batch with its soft assignments `(B, K)`: D (as many
+    /// times as `discriminator_steps`) then G. Returns the mean L_D and L_G.
+    pub fn gan_update(&mut self, real: &Tensor, soft_assignments: &Tensor) -> Result<(f64, f64)> {
+        let batch = real.dim(0)?;
+        let d_steps = self.spec.discriminator_steps.max(1);
+        let mut loss_d = 0.0;
+        let mut fake = None;
+        for _ in 0..d_steps {
+            let classes: Vec<u32> = (0..batch)
+                .map(|_| self.rng.gen_range(0..self.clusters as u32))
+                .collect();
+            let input = self.generator_input(&classes)?;
+            let images = self.generator.forward(&input, true)?;
+            let real_logits = self.discriminator.forward(real, true)?;
+            let fake_logits = self.discriminator.forward(&images.detach(), true)?;
+            let weight = self.spec.extra_unit_weight;
+            let loss = discriminator_loss(&real_logits, soft_assignments, &fake_logits, weight)?;
+            self.optimizers()?.discriminator.backward_step(&loss)?;
+            loss_d += loss.to_scalar::<f32>()? as f64;
+            fake = Some((images, classes));
+        }
+        // G reuses the last generated batch: its graph is still valid since G is unchanged.
+        let (images, classes) = fake.expect("at least one D step");
+        let logits = self.discriminator.forward(&images, true)?;
+        let loss = generator_loss(&logits, &self.one_hot(&classes)?, self.spec.generator_loss)?;
+        self.optimizers()?.generator.backward_step(&loss)?;
+        if self.spec.generator_weight_clip > 0.0 {
+            self.generator.params.clip(self.spec.generator_weight_clip)?;
+        }
+        Ok((loss_d / d_steps as f64, loss.to_scalar::<f32>()? as f64))
+    }
+
+    /// One E-step update of the E-net on `batch` generated images (Eq. 5). Returns L_E.
+    pub fn enet_update(&mut self, batch: usize) -> Result<f64> {
+        let classes: Vec<u32> = match self.spec.e_step_classes {
+            ClassSampling::Prior => {
+                let prior = WeightedIndex::new(self.phi.iter().map(|p| p.max(1e-12)))
+                    .map_err(|e| Error::Invalid(format!("phi is not a distribution: {e}")))?;
+                (0..batch).map(|_| prior.sample(&mut self.rng) as u32).collect()
+            }
+            ClassSampling::Even => {
+                let mut c: Vec<u32> = (0..batch).map(|i| (i % self.clusters) as u32).collect();
+                c.shuffle(&mut self.rng);
+                c
+            }
+        };
+        let input = self.generator_input(&classes)?;
+        let images = self.generator.forward(&input, true)?.detach();
+        let logits = self.enet.forward(&images, true)?;
+        let targets = Tensor::from_vec(classes, batch, &self.device)?;
+        let loss = enet_loss(&logits, &targets)?;
+        self.optimizers()?.enet.backward_step(&loss)?;
+        Ok(loss.to_scalar::<f32>()? as f64)
     }
 
     /// Runs one EM iteration (M-step then E-step) on `train`, whose order must match the one
@@ -233,16 +312,8 @@ impl GanEm {
                 self.soft_assignments.dim(0)?
             )));
         }
-        let mut rng = rng_for(self.seed, 1 + self.iteration as u64);
-        if self.spec.reset_optimizers || self.optimizers.is_none() {
-            self.optimizers = Some(self.make_optimizers()?);
-        } else if let Some(opts) = &mut self.optimizers {
-            let decay = self.spec.lr_decay;
-            for o in opts.iter_mut() {
-                o.scale_learning_rate(decay);
-            }
-        }
-        let [mut opt_g, mut opt_d, mut opt_e] = self.optimizers.take().expect("optimizers set");
+        self.rng = rng_for(self.seed, 1 + self.iteration as u64);
+        self.prepare_optimizers()?;
 
         // M-step, phi: N_i / N with soft counts.
         let counts: Vec<f32> = self.soft_assignments.sum(0)?.to_vec1()?;
@@ -258,93 +329,43 @@ impl GanEm {
         for _ in 0..batches {
             if order.len() < batch {
                 let mut epoch: Vec<u32> = (0..n as u32).collect();
-                epoch.shuffle(&mut rng);
+                epoch.shuffle(&mut self.rng);
                 order.extend(epoch);
             }
-            let idx: Vec<u32> = order.drain(..batch).collect();
-            let idx = Tensor::from_vec(idx, batch, &self.device)?;
+            let idx = Tensor::from_vec(order.drain(..batch).collect::<Vec<u32>>(), batch, &self.device)?;
             let real = train.images.index_select(&idx, 0)?;
             let w = self.soft_assignments.index_select(&idx, 0)?;
-            let mut fake = None;
-            for _ in 0..self.spec.discriminator_steps.max(1) {
-                let classes: Vec<u32> = (0..batch)
-                    .map(|_| rng.gen_range(0..self.clusters as u32))
-                    .collect();
-                let input = self.generator_input(&classes, &mut rng)?;
-                let images = self.generator.forward(&input, true)?;
-                let real_logits = self.discriminator.forward(&real, true)?;
-                let fake_logits = self.discriminator.forward(&images.detach(), true)?;
-                let loss =
-                    discriminator_loss(&real_logits, &w, &fake_logits, self.spec.extra_unit_weight)?;
-                opt_d.backward_step(&loss)?;
-                sum_d += loss.to_scalar::<f32>()? as f64;
-                fake = Some((images, classes));
-            }
-            // G reuses the last generated batch: its graph is still valid since G is unchanged.
-            let (images, classes) = fake.expect("at least one D step");
-            let logits = self.discriminator.forward(&images, true)?;
-            let loss = generator_loss(&logits, &self.one_hot(&classes)?, self.spec.generator_loss)?;
-            opt_g.backward_step(&loss)?;
-            sum_g += loss.to_scalar::<f32>()? as f64;
-            if self.spec.generator_weight_clip > 0.0 {
-                self.generator.params.clip(self.spec.generator_weight_clip)?;
-            }
+            let (loss_d, loss_g) = self.gan_update(&real, &w)?;
+            sum_d += loss_d;
+            sum_g += loss_g;
             progress.advance(1);
         }
         progress.finish();
 
         // E-step: the E-net learns P(c | x) from generated images.
-        let loss_e = self.train_enet(&mut opt_e, &mut rng, progress)?;
+        let steps = self.spec.e_step_iterations;
+        progress.start(&format!("EM {} E-step", self.iteration + 1), steps as u64);
+        let mut sum_e = 0.0;
+        for _ in 0..steps {
+            sum_e += self.enet_update(self.spec.e_step_batch_size)?;
+            progress.advance(1);
+        }
+        progress.finish();
 
         // w = E(x_real) (Algorithm 1, line 14).
         self.soft_assignments = self.assign(&train.images)?;
         self.iteration += 1;
-        self.optimizers = Some([opt_g, opt_d, opt_e]);
         let phi_min = self.phi.iter().copied().fold(f64::INFINITY, f64::min);
         let phi_max = self.phi.iter().copied().fold(0.0, f64::max);
         Ok(IterationStats {
             iteration: self.iteration,
-            loss_d: sum_d / (batches * self.spec.discriminator_steps.max(1)) as f64,
+            loss_d: sum_d / batches as f64,
             loss_g: sum_g / batches as f64,
-            loss_e,
+            loss_e: sum_e / steps as f64,
             phi_min,
             phi_max,
             seconds: start.elapsed().as_secs_f64(),
         })
-    }
-
-    fn train_enet(
-        &mut self,
-        opt_e: &mut NetOptimizer,
-        rng: &mut ChaCha8Rng,
-        progress: &mut dyn Progress,
-    ) -> Result<f64> {
-        let steps = self.spec.e_step_iterations;
-        let batch = self.spec.e_step_batch_size;
-        let prior = WeightedIndex::new(self.phi.iter().map(|p| p.max(1e-12)))
-            .map_err(|e| Error::Invalid(format!("phi is not a distribution: {e}")))?;
-        progress.start(&format!("EM {} E-step", self.iteration + 1), steps as u64);
-        let mut sum = 0.0;
-        for _ in 0..steps {
-            let classes: Vec<u32> = match self.spec.e_step_classes {
-                ClassSampling::Prior => (0..batch).map(|_| prior.sample(rng) as u32).collect(),
-                ClassSampling::Even => {
-                    let mut c: Vec<u32> = (0..batch).map(|i| (i % self.clusters) as u32).collect();
-                    c.shuffle(rng);
-                    c
-                }
-            };
-            let input = self.generator_input(&classes, rng)?;
-            let images = self.generator.forward(&input, true)?.detach();
-            let logits = self.enet.forward(&images, true)?;
-            let targets = Tensor::from_vec(classes, batch, &self.device)?;
-            let loss = enet_loss(&logits, &targets)?;
-            opt_e.backward_step(&loss)?;
-            sum += loss.to_scalar::<f32>()? as f64;
-            progress.advance(1);
-        }
-        progress.finish();
-        Ok(sum / steps as f64)
     }
 
     /// Soft assignments P(c | x) `(N, K)` of `images` by the E-net.
@@ -366,12 +387,14 @@ impl GanEm {
     }
 
     /// `per_class` generated images of every cluster, `(K * per_class, H, W, C)`, class-major.
-    pub fn samples(&self, per_class: usize, seed: u64) -> Result<Tensor> {
-        let mut rng = rng_for(seed, u64::MAX);
+    pub fn samples(&mut self, per_class: usize, seed: u64) -> Result<Tensor> {
+        let saved = std::mem::replace(&mut self.rng, rng_for(seed, u64::MAX));
         let classes: Vec<u32> = (0..self.clusters as u32)
             .flat_map(|c| std::iter::repeat(c).take(per_class))
             .collect();
-        let input = self.generator_input(&classes, &mut rng)?;
+        let input = self.generator_input(&classes);
+        self.rng = saved;
+        let input = input?;
         Ok(self.generator.forward(&input, true)?.detach())
     }
 

@@ -213,6 +213,177 @@ impl candle_core::CustomOp2 for LeakyReluGrad {
     }
 }
 
+/// Per-channel mean and biased variance of rows `(N, C)`, one pass in f64.
+fn channel_stats(x: &[f32], channels: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut sum = vec![0f64; channels];
+    let mut sum_sq = vec![0f64; channels];
+    for row in x.chunks_exact(channels) {
+        for ((s, q), &v) in sum.iter_mut().zip(sum_sq.iter_mut()).zip(row) {
+            let v = v as f64;
+            *s += v;
+            *q += v * v;
+        }
+    }
+    let n = (x.len() / channels).max(1) as f64;
+    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+    let var = sum_sq
+        .iter()
+        .zip(&sum)
+        .map(|(q, s)| ((q / n) - (s / n) * (s / n)).max(0.0) as f32)
+        .collect();
+    (mean, var)
+}
+
+/// Training-mode batch normalisation of rows `(N, C)` with batch statistics; arguments
+/// `(x, gamma, beta)`. One fused pass each way instead of candle's dim-0 reductions, which
+/// are strided and slow on the CPU.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchNormTrain {
+    pub eps: f32,
+}
+
+/// Per-channel `(mean, biased variance)` of rows `(N, C)`, as a `(2, C)` tensor, no gradient.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchStats;
+
+impl CustomOp1 for BatchStats {
+    fn name(&self) -> &'static str {
+        "ganem-batch-stats"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(storage, layout, self.name())?;
+        let (_, channels) = layout.shape().dims2()?;
+        let (mut mean, var) = channel_stats(x, channels);
+        mean.extend(var);
+        Ok((CpuStorage::F32(mean), Shape::from((2, channels))))
+    }
+}
+
+impl candle_core::CustomOp3 for BatchNormTrain {
+    fn name(&self) -> &'static str {
+        "ganem-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, self.name())?;
+        let gamma = contiguous_f32(s2, l2, self.name())?;
+        let beta = contiguous_f32(s3, l3, self.name())?;
+        let (_, channels) = l1.shape().dims2()?;
+        let (mean, var) = channel_stats(x, channels);
+        let scale: Vec<f32> = var
+            .iter()
+            .zip(gamma)
+            .map(|(v, g)| g / (v + self.eps).sqrt())
+            .collect();
+        let shift: Vec<f32> = beta
+            .iter()
+            .zip(&mean)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(channels * 64)
+            .zip(x.par_chunks(channels * 64))
+            .for_each(|(yc, xc)| {
+                for (yr, xr) in yc.chunks_exact_mut(channels).zip(xc.chunks_exact(channels)) {
+                    for (((o, &v), s), b) in yr.iter_mut().zip(xr).zip(&scale).zip(&shift) {
+                        *o = v * s + b;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, c) = x.dims2()?;
+        let all = x
+            .contiguous()?
+            .apply_op3_no_bwd(&grad.contiguous()?, &gamma.contiguous()?, &BatchNormGrad { eps: self.eps })?;
+        let dx = all.narrow(0, 0, n * c)?.reshape((n, c))?;
+        let dgamma = all.narrow(0, n * c, c)?;
+        let dbeta = all.narrow(0, n * c + c, c)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// Gradients of [`BatchNormTrain`]; arguments `(x, dy, gamma)`, output `[dx, dgamma, dbeta]`
+/// flattened into one vector.
+struct BatchNormGrad {
+    eps: f32,
+}
+
+impl candle_core::CustomOp3 for BatchNormGrad {
+    fn name(&self) -> &'static str {
+        "ganem-batch-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, self.name())?;
+        let dy = contiguous_f32(s2, l2, self.name())?;
+        let gamma = contiguous_f32(s3, l3, self.name())?;
+        let (n, c) = l1.shape().dims2()?;
+        let (mean, var) = channel_stats(x, c);
+        let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        // dbeta = sum dy; dgamma = sum dy * xhat.
+        let mut sum_dy = vec![0f64; c];
+        let mut sum_dy_xhat = vec![0f64; c];
+        for (xr, gr) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
+            for j in 0..c {
+                let xhat = (xr[j] - mean[j]) * inv_std[j];
+                sum_dy[j] += gr[j] as f64;
+                sum_dy_xhat[j] += (gr[j] * xhat) as f64;
+            }
+        }
+        // dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)).
+        let nf = n as f64;
+        let mean_dy: Vec<f32> = sum_dy.iter().map(|s| (s / nf) as f32).collect();
+        let mean_dy_xhat: Vec<f32> = sum_dy_xhat.iter().map(|s| (s / nf) as f32).collect();
+        let mut out = vec![0f32; n * c + 2 * c];
+        let (dx, rest) = out.split_at_mut(n * c);
+        dx.par_chunks_mut(c * 64)
+            .zip(x.par_chunks(c * 64))
+            .zip(dy.par_chunks(c * 64))
+            .for_each(|((dxc, xc), gc)| {
+                for ((dr, xr), gr) in dxc.chunks_exact_mut(c).zip(xc.chunks_exact(c)).zip(gc.chunks_exact(c)) {
+                    for j in 0..c {
+                        let xhat = (xr[j] - mean[j]) * inv_std[j];
+                        dr[j] = gamma[j] * inv_std[j] * (gr[j] - mean_dy[j] - xhat * mean_dy_xhat[j]);
+                    }
+                }
+            });
+        for j in 0..c {
+            rest[j] = sum_dy_xhat[j] as f32;
+            rest[c + j] = sum_dy[j] as f32;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(n * c + 2 * c)))
+    }
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +439,39 @@ mod tests {
         let g2 = (reference * &w).unwrap().sum_all().unwrap().backward().unwrap();
         let (g1, g2) = (g1.get(&x).unwrap(), g2.get(&x).unwrap());
         assert!(max_rel_diff(g1, g2) < 1e-6);
+    }
+
+    #[test]
+    fn batch_norm_matches_candle_forward_and_backward() {
+        let x = Var::from_tensor(&random(&[50, 6], 5).affine(3.0, 1.0).unwrap()).unwrap();
+        let gamma = Var::from_tensor(&random(&[6], 6)).unwrap();
+        let beta = Var::from_tensor(&random(&[6], 7)).unwrap();
+        let eps = 1e-5;
+        let ours = x
+            .as_tensor()
+            .apply_op3(gamma.as_tensor(), beta.as_tensor(), BatchNormTrain { eps: eps as f32 })
+            .unwrap();
+        let reference = {
+            let x = x.as_tensor();
+            let mean = x.mean_keepdim(0).unwrap();
+            let centered = x.broadcast_sub(&mean).unwrap();
+            let var = centered.sqr().unwrap().mean_keepdim(0).unwrap();
+            let xhat = centered.broadcast_div(&(var + eps).unwrap().sqrt().unwrap()).unwrap();
+            xhat.broadcast_mul(&gamma.as_tensor().unsqueeze(0).unwrap())
+                .unwrap()
+                .broadcast_add(&beta.as_tensor().unsqueeze(0).unwrap())
+                .unwrap()
+        };
+        assert!(max_rel_diff(&ours, &reference) < 1e-4);
+        let probe = random(&[50, 6], 8);
+        let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (reference * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&x, &gamma, &beta] {
+            let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+            assert!(d < 1e-4, "gradient differs by {d}");
+        }
+        let stats = x.as_tensor().apply_op1_no_bwd(&BatchStats).unwrap();
+        let mean = x.as_tensor().mean_keepdim(0).unwrap();
+        assert!(max_rel_diff(&stats.narrow(0, 0, 1).unwrap(), &mean) < 1e-5);
     }
 }

@@ -5,7 +5,7 @@ use candle_nn::VarMap;
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
-use crate::ops::{Col2Im, Im2Col, LeakyRelu, PatchGeometry};
+use crate::ops::{BatchNormTrain, BatchStats, Col2Im, Im2Col, LeakyRelu, PatchGeometry};
 
 /// The trainable and running-statistic tensors of one network, by name.
 ///
@@ -318,31 +318,37 @@ impl BatchNorm {
         let shape = x.shape().clone();
         let channels = x.dim(D::Minus1)?;
         let rows = x.reshape(((), channels))?;
-        let (centered, inv_std) = if train {
+        let count = rows.dim(0)?;
+        let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
+        if train && x.device().is_cpu() {
+            let rows = rows.contiguous()?;
+            let stats = rows.detach().apply_op1_no_bwd(&BatchStats)?;
+            self.update_running(&stats.get(0)?, &stats.get(1)?, count)?;
+            let eps = BN_EPS as f32;
+            return rows.apply_op3(gamma, beta, BatchNormTrain { eps })?.reshape(shape);
+        }
+        let (mean, var) = if train {
             let mean = rows.mean_keepdim(0)?;
-            let centered = rows.broadcast_sub(&mean)?;
-            let var = centered.sqr()?.mean_keepdim(0)?;
-            let inv_std = (var.clone() + BN_EPS)?.sqrt()?.recip()?;
-            self.update_running(&mean.detach(), &var.detach(), rows.dim(0)?)?;
-            (centered, inv_std)
+            let var = rows.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
+            self.update_running(&mean.detach().squeeze(0)?, &var.detach().squeeze(0)?, count)?;
+            (mean, var)
         } else {
             let mean = self.running_mean.as_tensor().unsqueeze(0)?;
-            let inv_std = (self.running_var.as_tensor().unsqueeze(0)? + BN_EPS)?.sqrt()?.recip()?;
-            (rows.broadcast_sub(&mean)?, inv_std)
+            (mean, self.running_var.as_tensor().unsqueeze(0)?)
         };
-        let scale = inv_std.broadcast_mul(&self.gamma.as_tensor().unsqueeze(0)?)?;
-        centered
+        let scale = (var + BN_EPS)?.sqrt()?.recip()?.broadcast_mul(&gamma.unsqueeze(0)?)?;
+        rows.broadcast_sub(&mean)?
             .broadcast_mul(&scale)?
-            .broadcast_add(&self.beta.as_tensor().unsqueeze(0)?)?
+            .broadcast_add(&beta.unsqueeze(0)?)?
             .reshape(shape)
     }
 
     fn update_running(&self, mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
-        let unbiased = (var.squeeze(0)? * (count as f64 / (count.max(2) - 1) as f64))?;
+        let unbiased = (var * (count as f64 / (count.max(2) - 1) as f64))?;
         let blend = |old: &Var, new: &Tensor| -> Result<()> {
             old.set(&((old.as_tensor() * (1.0 - BN_MOMENTUM))? + (new * BN_MOMENTUM)?)?)
         };
-        blend(&self.running_mean, &mean.squeeze(0)?)?;
+        blend(&self.running_mean, mean)?;
         blend(&self.running_var, &unbiased)
     }
 }

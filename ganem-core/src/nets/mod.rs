@@ -70,6 +70,41 @@ fn conv_out(side: usize) -> usize {
     (side + 2 * PADDING - KERNEL) / STRIDE + 1
 }
 
+/// Multiply-adds x 2 of one forward pass of one image through [`Classifier`].
+pub fn classifier_flops(spec: &NetSpec, image: ImageShape, outputs: usize) -> f64 {
+    let (mut channels, mut h, mut w) = (image.channels, image.height, image.width);
+    let mut flops = 0.0;
+    for &c in &spec.conv_channels {
+        let c = spec.scaled(c);
+        (h, w) = (conv_out(h), conv_out(w));
+        flops += 2.0 * (h * w * c * KERNEL * KERNEL * channels) as f64;
+        channels = c;
+    }
+    let hidden = spec.scaled(spec.fc_hidden);
+    flops + 2.0 * (channels * h * w * hidden + hidden * outputs) as f64
+}
+
+/// Multiply-adds x 2 of one forward pass of one image through [`Generator`].
+pub fn generator_flops(spec: &NetSpec, image: ImageShape, classes: usize) -> f64 {
+    let factor = 1usize << (spec.generator_deconv_channels.len() + 1);
+    let (mut h, mut w) = (image.height / factor, image.width / factor);
+    let mut channels = spec.scaled(spec.generator_base_channels);
+    let mut inputs = spec.noise_dim + classes;
+    let mut flops = 0.0;
+    if spec.generator_fc_hidden > 0 {
+        let hidden = spec.scaled(spec.generator_fc_hidden);
+        flops += 2.0 * (inputs * hidden) as f64;
+        inputs = hidden;
+    }
+    flops += 2.0 * (inputs * channels * h * w) as f64;
+    let outs = spec.generator_deconv_channels.iter().map(|&c| spec.scaled(c));
+    for c in outs.chain(std::iter::once(image.channels)) {
+        flops += 2.0 * (h * w * channels * KERNEL * KERNEL * c) as f64;
+        (h, w, channels) = (h * STRIDE, w * STRIDE, c);
+    }
+    flops
+}
+
 /// Conditional generator G(z, c): noise and a one-hot class to an image in [0, 1].
 pub struct Generator {
     pub params: Params,
