@@ -15,7 +15,7 @@ use crate::config::Profile;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
 use crate::losses::{discriminator_loss, enet_loss, generator_loss, GeneratorLoss};
-use crate::nets::{layers::softmax, Classifier, Generator, ImageShape, NetSpec};
+use crate::nets::{layers::softmax, Classifier, Generator, ImageShape, Mode, NetSpec};
 use crate::optim::{Net, NetOptimizer, OptimizerSpec};
 
 /// How the E-step draws the classes of the generated images it trains on.
@@ -68,6 +68,10 @@ pub struct EmSpec {
     pub noise: Noise,
     /// Images per forward pass when assigning real images.
     pub eval_batch_size: usize,
+    /// Assign real images with the E-net's BatchNorm on each batch's own statistics (as a
+    /// PyTorch model left in training mode does) instead of the running statistics, which
+    /// were gathered on generated images.
+    pub assign_with_batch_stats: bool,
 }
 
 impl Default for EmSpec {
@@ -87,6 +91,7 @@ impl Default for EmSpec {
             discriminator_steps: 1,
             noise: Noise::Uniform,
             eval_batch_size: 1000,
+            assign_with_batch_stats: true,
         }
     }
 }
@@ -257,9 +262,9 @@ impl GanEm {
                 .map(|_| self.rng.gen_range(0..self.clusters as u32))
                 .collect();
             let input = self.generator_input(&classes)?;
-            let images = self.generator.forward(&input, true)?;
-            let real_logits = self.discriminator.forward(real, true)?;
-            let fake_logits = self.discriminator.forward(&images.detach(), true)?;
+            let images = self.generator.forward(&input, Mode::Train)?;
+            let real_logits = self.discriminator.forward(real, Mode::Train)?;
+            let fake_logits = self.discriminator.forward(&images.detach(), Mode::Train)?;
             let weight = self.spec.extra_unit_weight;
             let loss = discriminator_loss(&real_logits, soft_assignments, &fake_logits, weight)?;
             self.optimizers()?.discriminator.backward_step(&loss)?;
@@ -268,7 +273,7 @@ impl GanEm {
         }
         // G reuses the last generated batch: its graph is still valid since G is unchanged.
         let (images, classes) = fake.expect("at least one D step");
-        let logits = self.discriminator.forward(&images, true)?;
+        let logits = self.discriminator.forward(&images, Mode::Train)?;
         let loss = generator_loss(&logits, &self.one_hot(&classes)?, self.spec.generator_loss)?;
         self.optimizers()?.generator.backward_step(&loss)?;
         if self.spec.generator_weight_clip > 0.0 {
@@ -292,8 +297,8 @@ impl GanEm {
             }
         };
         let input = self.generator_input(&classes)?;
-        let images = self.generator.forward(&input, true)?.detach();
-        let logits = self.enet.forward(&images, true)?;
+        let images = self.generator.forward(&input, Mode::Train)?.detach();
+        let logits = self.enet.forward(&images, Mode::Train)?;
         let targets = Tensor::from_vec(classes, batch, &self.device)?;
         let loss = enet_loss(&logits, &targets)?;
         self.optimizers()?.enet.backward_step(&loss)?;
@@ -370,7 +375,8 @@ impl GanEm {
 
     /// Soft assignments P(c | x) `(N, K)` of `images` by the E-net.
     pub fn assign(&self, images: &Tensor) -> Result<Tensor> {
-        let logits = self.enet.predict_logits(images, self.spec.eval_batch_size)?;
+        let mode = if self.spec.assign_with_batch_stats { Mode::BatchStats } else { Mode::Eval };
+        let logits = self.enet.predict_logits(images, self.spec.eval_batch_size, mode)?;
         Ok(softmax(&logits)?)
     }
 
@@ -395,7 +401,7 @@ impl GanEm {
         let input = self.generator_input(&classes);
         self.rng = saved;
         let input = input?;
-        Ok(self.generator.forward(&input, true)?.detach())
+        Ok(self.generator.forward(&input, Mode::Train)?.detach())
     }
 
     /// Saves G, D, the E-net (with running statistics), phi and the iteration into `dir`.

@@ -73,10 +73,14 @@ fn main() -> Result<()> {
     let image = mnist::SHAPE;
     let mut model = GanEm::new(&profile, k, image, 64, args.seed, &device)?;
     let pytorch: BTreeMap<String, f64> = match &args.pytorch {
-        Some(p) => serde_json::from_str(
-            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-        )
-        .with_context(|| format!("parsing {}", p.display()))?,
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let all: BTreeMap<String, serde_json::Value> =
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+            all.into_iter()
+                .filter_map(|(k, v)| v.as_f64().map(|v| (k, v)))
+                .collect()
+        }
         None => BTreeMap::new(),
     };
 

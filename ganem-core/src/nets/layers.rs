@@ -290,6 +290,17 @@ impl Linear {
     }
 }
 
+/// How BatchNorm layers normalise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Batch statistics, and the running statistics are updated (training).
+    Train,
+    /// Batch statistics of the batch at hand; running statistics untouched.
+    BatchStats,
+    /// Running statistics (PyTorch's eval mode).
+    Eval,
+}
+
 /// Batch normalisation over the last (channel) dimension, PyTorch's defaults
 /// (momentum 0.1, eps 1e-5, unbiased running variance).
 pub struct BatchNorm {
@@ -312,25 +323,27 @@ impl BatchNorm {
         })
     }
 
-    /// `train`: normalise with the batch's statistics and update the running ones;
-    /// otherwise normalise with the running statistics.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let shape = x.shape().clone();
         let channels = x.dim(D::Minus1)?;
         let rows = x.reshape(((), channels))?;
         let count = rows.dim(0)?;
         let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
-        if train && x.device().is_cpu() {
+        if mode != Mode::Eval && x.device().is_cpu() {
             let rows = rows.contiguous()?;
-            let stats = rows.detach().apply_op1_no_bwd(&BatchStats)?;
-            self.update_running(&stats.get(0)?, &stats.get(1)?, count)?;
+            if mode == Mode::Train {
+                let stats = rows.detach().apply_op1_no_bwd(&BatchStats)?;
+                self.update_running(&stats.get(0)?, &stats.get(1)?, count)?;
+            }
             let eps = BN_EPS as f32;
             return rows.apply_op3(gamma, beta, BatchNormTrain { eps })?.reshape(shape);
         }
-        let (mean, var) = if train {
+        let (mean, var) = if mode != Mode::Eval {
             let mean = rows.mean_keepdim(0)?;
             let var = rows.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
-            self.update_running(&mean.detach().squeeze(0)?, &var.detach().squeeze(0)?, count)?;
+            if mode == Mode::Train {
+                self.update_running(&mean.detach().squeeze(0)?, &var.detach().squeeze(0)?, count)?;
+            }
             (mean, var)
         } else {
             let mean = self.running_mean.as_tensor().unsqueeze(0)?;

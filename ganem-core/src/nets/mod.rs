@@ -7,7 +7,7 @@ use candle_core::{Device, Result, Tensor};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-pub use layers::{Activation, Params};
+pub use layers::{Activation, Mode, Params};
 use layers::{BatchNorm, Conv2d, ConvTranspose2d, Linear};
 
 /// Shape of the networks. Defaults are the paper's MNIST networks (Table 4, App. B.1).
@@ -22,6 +22,8 @@ pub struct NetSpec {
     pub conv_channels: Vec<usize>,
     /// Hidden fully connected layer of D and the E-net.
     pub fc_hidden: usize,
+    /// BatchNorm after the first convolution of D and the E-net (Table 4: yes; DCGAN: no).
+    pub first_conv_batch_norm: bool,
     /// An extra FC layer at the generator's input (the authors' code: 1024; the paper: none, 0).
     pub generator_fc_hidden: usize,
     /// Channels of the generator's first feature map (128 for 128 x 7 x 7).
@@ -40,6 +42,7 @@ impl Default for NetSpec {
             width: 1.0,
             conv_channels: vec![64, 128, 256],
             fc_hidden: 1024,
+            first_conv_batch_norm: true,
             generator_fc_hidden: 0,
             generator_base_channels: 128,
             generator_deconv_channels: vec![64],
@@ -153,7 +156,8 @@ impl Generator {
         };
         let base_len = base_channels * base_side.0 * base_side.1;
         let base_fc = Linear::new(&mut params, "g.fc_base", inputs, base_len, false, rng)?;
-        let base_bn = BatchNorm::new(&mut params, "g.fc_base.bn", base_channels)?;
+        // BatchNorm1d over the FC's features, as after any FC layer (not per channel).
+        let base_bn = BatchNorm::new(&mut params, "g.fc_base.bn", base_len)?;
         let mut hidden = Vec::new();
         let mut channels = base_channels;
         for (i, &c) in spec.generator_deconv_channels.iter().enumerate() {
@@ -191,20 +195,20 @@ impl Generator {
     }
 
     /// `input`: `(B, noise_dim + K)`, noise then one-hot class. Returns `(B, H, W, C)`.
-    pub fn forward(&self, input: &Tensor, train: bool) -> Result<Tensor> {
+    pub fn forward(&self, input: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut x = input.clone();
         if let Some((fc, bn)) = &self.input_fc {
-            x = self.activation.apply(&bn.forward(&fc.forward(&x)?, train)?)?;
+            x = self.activation.apply(&bn.forward(&fc.forward(&x)?, mode)?)?;
         }
         let batch = x.dim(0)?;
         let (h, w) = self.base_side;
+        x = self.base_bn.forward(&self.base_fc.forward(&x)?, mode)?;
         x = self
-            .base_fc
-            .forward(&x)?
+            .activation
+            .apply(&x)?
             .reshape((batch, h, w, self.base_channels))?;
-        x = self.activation.apply(&self.base_bn.forward(&x, train)?)?;
         for (deconv, bn) in &self.hidden {
-            x = self.activation.apply(&bn.forward(&deconv.forward(&x)?, train)?)?;
+            x = self.activation.apply(&bn.forward(&deconv.forward(&x)?, mode)?)?;
         }
         Activation::Sigmoid.apply(&self.output.forward(&x)?)
     }
@@ -214,7 +218,7 @@ impl Generator {
 /// the E-net (K logits) share this shape (Table 4).
 pub struct Classifier {
     pub params: Params,
-    convs: Vec<(Conv2d, BatchNorm)>,
+    convs: Vec<(Conv2d, Option<BatchNorm>)>,
     fc: Linear,
     fc_bn: BatchNorm,
     head: Linear,
@@ -236,7 +240,12 @@ impl Classifier {
             let c = spec.scaled(c);
             let layer = format!("{name}.conv{i}");
             let conv = Conv2d::new(&mut params, &layer, channels, c, KERNEL, STRIDE, PADDING, rng)?;
-            convs.push((conv, BatchNorm::new(&mut params, &format!("{layer}.bn"), c)?));
+            let bn = if i > 0 || spec.first_conv_batch_norm {
+                Some(BatchNorm::new(&mut params, &format!("{layer}.bn"), c)?)
+            } else {
+                None
+            };
+            convs.push((conv, bn));
             channels = c;
             (h, w) = (conv_out(h), conv_out(w));
         }
@@ -254,23 +263,28 @@ impl Classifier {
     }
 
     /// `images`: `(B, H, W, C)` in [0, 1]. Returns logits `(B, outputs)`.
-    pub fn forward(&self, images: &Tensor, train: bool) -> Result<Tensor> {
+    pub fn forward(&self, images: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut x = images.clone();
         for (conv, bn) in &self.convs {
-            x = Activation::LeakyRelu.apply(&bn.forward(&conv.forward(&x)?, train)?)?;
+            x = conv.forward(&x)?;
+            if let Some(bn) = bn {
+                x = bn.forward(&x, mode)?;
+            }
+            x = Activation::LeakyRelu.apply(&x)?;
         }
         let x = x.flatten_from(1)?;
-        let x = Activation::LeakyRelu.apply(&self.fc_bn.forward(&self.fc.forward(&x)?, train)?)?;
+        let x = Activation::LeakyRelu.apply(&self.fc_bn.forward(&self.fc.forward(&x)?, mode)?)?;
         self.head.forward(&x)
     }
 
-    /// Logits for many images, in batches, without building a graph.
-    pub fn predict_logits(&self, images: &Tensor, batch: usize) -> Result<Tensor> {
+    /// Logits for many images, in batches, without building a graph; `mode` is `Eval` or
+    /// `BatchStats`.
+    pub fn predict_logits(&self, images: &Tensor, batch: usize, mode: Mode) -> Result<Tensor> {
         let n = images.dim(0)?;
         let mut out = Vec::with_capacity(n.div_ceil(batch));
         for start in (0..n).step_by(batch) {
             let len = batch.min(n - start);
-            out.push(self.forward(&images.narrow(0, start, len)?, false)?.detach());
+            out.push(self.forward(&images.narrow(0, start, len)?, mode)?.detach());
         }
         Tensor::cat(&out, 0)
     }
@@ -358,9 +372,9 @@ mod tests {
         let g = Generator::new(&spec, image, 10, &Device::Cpu, &mut rng()).unwrap();
         let d = Classifier::new(&spec, image, 11, "d", &Device::Cpu, &mut rng()).unwrap();
         let z = random(&[5, 72], 3);
-        let x = g.forward(&z, true).unwrap();
+        let x = g.forward(&z, Mode::Train).unwrap();
         assert_eq!(x.dims(), &[5, 28, 28, 1]);
-        assert_eq!(d.forward(&x, true).unwrap().dims(), &[5, 11]);
+        assert_eq!(d.forward(&x, Mode::Train).unwrap().dims(), &[5, 11]);
         // FC 72 -> 6272 is the generator's first layer; D's FC reads 256 x 3 x 3.
         let shapes: Vec<Vec<usize>> =
             d.params.trainable().iter().map(|v| v.dims().to_vec()).collect();
