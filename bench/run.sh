@@ -12,4 +12,4 @@ fi
 cargo build --release --bin bench-step
 mkdir -p results
 "$venv/bin/python" bench/pytorch_step.py --width "$width" > results/bench_pytorch.json
-./target/release/bench-step --width "$width" --pytorch results/bench_pytorch.json
+./target/release/bench-step --width "$width" --reference --pytorch results/bench_pytorch.json

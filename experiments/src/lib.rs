@@ -9,9 +9,21 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Profiles shipped with the binaries, so they run from any folder: (experiment, name, TOML).
 const BUILTIN_PROFILES: &[(&str, &str, &str)] = &[
-    ("mnist-cluster", "paper", include_str!("../../configs/mnist-cluster/paper.toml")),
-    ("mnist-cluster", "fast", include_str!("../../configs/mnist-cluster/fast.toml")),
-    ("mnist-cluster", "ci", include_str!("../../configs/mnist-cluster/ci.toml")),
+    (
+        "mnist-cluster",
+        "paper",
+        include_str!("../../configs/mnist-cluster/paper.toml"),
+    ),
+    (
+        "mnist-cluster",
+        "fast",
+        include_str!("../../configs/mnist-cluster/fast.toml"),
+    ),
+    (
+        "mnist-cluster",
+        "ci",
+        include_str!("../../configs/mnist-cluster/ci.toml"),
+    ),
 ];
 
 /// Loads `name` as a built-in profile of `experiment`, or as a path to a TOML file.

@@ -60,7 +60,11 @@ pub fn run(
     seed: u64,
 ) -> Result<BaselineResult> {
     let start = Instant::now();
-    let fit_set = if fit_on == 0 { train.clone() } else { train.truncate(fit_on)? };
+    let fit_set = if fit_on == 0 {
+        train.clone()
+    } else {
+        train.truncate(fit_on)?
+    };
     let fit_data = DatasetBase::from(to_array(&fit_set)?);
     let (train_x, test_x) = (to_array(train)?, to_array(test)?);
     let rng = ChaCha8Rng::seed_from_u64(seed);

@@ -74,10 +74,16 @@ impl Profile {
             return Err(format!("{name} must be at least 1"));
         }
         if !(em.m_step_epochs > 0.0) {
-            return Err(format!("em.m_step_epochs must be positive, got {}", em.m_step_epochs));
+            return Err(format!(
+                "em.m_step_epochs must be positive, got {}",
+                em.m_step_epochs
+            ));
         }
         if !(self.nets.width > 0.0) {
-            return Err(format!("nets.width must be positive, got {}", self.nets.width));
+            return Err(format!(
+                "nets.width must be positive, got {}",
+                self.nets.width
+            ));
         }
         Ok(())
     }

@@ -170,7 +170,9 @@ impl GanEm {
         device: &Device,
     ) -> Result<Self> {
         if clusters < 2 {
-            return Err(Error::Invalid(format!("K must be at least 2, got {clusters}")));
+            return Err(Error::Invalid(format!(
+                "K must be at least 2, got {clusters}"
+            )));
         }
         let mut rng = rng_for(seed, 0);
         let nets = &profile.nets;
@@ -220,7 +222,11 @@ impl GanEm {
         for (row, &c) in classes.iter().enumerate() {
             v[row * self.clusters + c as usize] = 1.0;
         }
-        Ok(Tensor::from_vec(v, (classes.len(), self.clusters), &self.device)?)
+        Ok(Tensor::from_vec(
+            v,
+            (classes.len(), self.clusters),
+            &self.device,
+        )?)
     }
 
     /// Creates the optimisers for the coming iteration, or decays the existing ones' rates.
@@ -277,7 +283,9 @@ impl GanEm {
         let loss = generator_loss(&logits, &self.one_hot(&classes)?, self.spec.generator_loss)?;
         self.optimizers()?.generator.backward_step(&loss)?;
         if self.spec.generator_weight_clip > 0.0 {
-            self.generator.params.clip(self.spec.generator_weight_clip)?;
+            self.generator
+                .params
+                .clip(self.spec.generator_weight_clip)?;
         }
         Ok((loss_d / d_steps as f64, loss.to_scalar::<f32>()? as f64))
     }
@@ -288,7 +296,9 @@ impl GanEm {
             ClassSampling::Prior => {
                 let prior = WeightedIndex::new(self.phi.iter().map(|p| p.max(1e-12)))
                     .map_err(|e| Error::Invalid(format!("phi is not a distribution: {e}")))?;
-                (0..batch).map(|_| prior.sample(&mut self.rng) as u32).collect()
+                (0..batch)
+                    .map(|_| prior.sample(&mut self.rng) as u32)
+                    .collect()
             }
             ClassSampling::Even => {
                 let mut c: Vec<u32> = (0..batch).map(|i| (i % self.clusters) as u32).collect();
@@ -307,7 +317,11 @@ impl GanEm {
 
     /// Runs one EM iteration (M-step then E-step) on `train`, whose order must match the one
     /// the soft assignments were made for.
-    pub fn step(&mut self, train: &ImageSet, progress: &mut dyn Progress) -> Result<IterationStats> {
+    pub fn step(
+        &mut self,
+        train: &ImageSet,
+        progress: &mut dyn Progress,
+    ) -> Result<IterationStats> {
         let start = Instant::now();
         let n = train.len();
         if n != self.soft_assignments.dim(0)? {
@@ -337,7 +351,11 @@ impl GanEm {
                 epoch.shuffle(&mut self.rng);
                 order.extend(epoch);
             }
-            let idx = Tensor::from_vec(order.drain(..batch).collect::<Vec<u32>>(), batch, &self.device)?;
+            let idx = Tensor::from_vec(
+                order.drain(..batch).collect::<Vec<u32>>(),
+                batch,
+                &self.device,
+            )?;
             let real = train.images.index_select(&idx, 0)?;
             let w = self.soft_assignments.index_select(&idx, 0)?;
             let (loss_d, loss_g) = self.gan_update(&real, &w)?;
@@ -375,8 +393,14 @@ impl GanEm {
 
     /// Soft assignments P(c | x) `(N, K)` of `images` by the E-net.
     pub fn assign(&self, images: &Tensor) -> Result<Tensor> {
-        let mode = if self.spec.assign_with_batch_stats { Mode::BatchStats } else { Mode::Eval };
-        let logits = self.enet.predict_logits(images, self.spec.eval_batch_size, mode)?;
+        let mode = if self.spec.assign_with_batch_stats {
+            Mode::BatchStats
+        } else {
+            Mode::Eval
+        };
+        let logits = self
+            .enet
+            .predict_logits(images, self.spec.eval_batch_size, mode)?;
         Ok(softmax(&logits)?)
     }
 
@@ -407,8 +431,12 @@ impl GanEm {
     /// Saves G, D, the E-net (with running statistics), phi and the iteration into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        self.generator.params.save(&dir.join("generator.safetensors"))?;
-        self.discriminator.params.save(&dir.join("discriminator.safetensors"))?;
+        self.generator
+            .params
+            .save(&dir.join("generator.safetensors"))?;
+        self.discriminator
+            .params
+            .save(&dir.join("discriminator.safetensors"))?;
         self.enet.params.save(&dir.join("enet.safetensors"))?;
         let state = CheckpointState {
             iteration: self.iteration,
@@ -418,7 +446,8 @@ impl GanEm {
             nets: self.nets.clone(),
         };
         let path = dir.join("state.json");
-        let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Invalid(e.to_string()))?;
+        let json =
+            serde_json::to_string_pretty(&state).map_err(|e| Error::Invalid(e.to_string()))?;
         std::fs::write(&path, json).map_err(|e| Error::io(&path, e))
     }
 
@@ -437,8 +466,12 @@ impl GanEm {
                 ),
             ));
         }
-        self.generator.params.load(&dir.join("generator.safetensors"))?;
-        self.discriminator.params.load(&dir.join("discriminator.safetensors"))?;
+        self.generator
+            .params
+            .load(&dir.join("generator.safetensors"))?;
+        self.discriminator
+            .params
+            .load(&dir.join("discriminator.safetensors"))?;
         self.enet.params.load(&dir.join("enet.safetensors"))?;
         self.phi = state.phi;
         self.iteration = state.iteration;

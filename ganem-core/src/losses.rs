@@ -47,14 +47,19 @@ pub fn discriminator_loss(
     let fake = softplus(&fake_classes)?.sum(1)?;
     let mut loss = (real.mean(0)? + fake.mean(0)?)?;
     if extra_unit_weight != 0.0 {
-        let extra = (softplus(&real_extra.neg()?)?.mean_all()? + softplus(&fake_extra)?.mean_all()?)?;
+        let extra =
+            (softplus(&real_extra.neg()?)?.mean_all()? + softplus(&fake_extra)?.mean_all()?)?;
         loss = (loss + (extra * extra_unit_weight)?)?;
     }
     Ok(loss)
 }
 
 /// L_G on D's logits for generated images of classes `one_hot` `(B, K)`.
-pub fn generator_loss(fake_logits: &Tensor, one_hot: &Tensor, kind: GeneratorLoss) -> Result<Tensor> {
+pub fn generator_loss(
+    fake_logits: &Tensor,
+    one_hot: &Tensor,
+    kind: GeneratorLoss,
+) -> Result<Tensor> {
     let (classes, extra) = split_units(fake_logits)?;
     match kind {
         GeneratorLoss::PaperKl => {
@@ -104,7 +109,10 @@ mod tests {
         let expected_fake = -(ln_sigmoid(1.0) + ln_sigmoid(-0.5));
         let extra = -(ln_sigmoid(1.0) + ln_sigmoid(2.0));
         let got = scalar(discriminator_loss(&real, &w, &fake, 0.0).unwrap());
-        assert!((got - (expected_real + expected_fake)).abs() < 1e-5, "{got}");
+        assert!(
+            (got - (expected_real + expected_fake)).abs() < 1e-5,
+            "{got}"
+        );
         let got = scalar(discriminator_loss(&real, &w, &fake, 2.0).unwrap());
         assert!((got - (expected_real + expected_fake + 2.0 * extra)).abs() < 1e-5);
     }

@@ -87,14 +87,19 @@ fn entropy(counts: impl Iterator<Item = u64>, n: f64) -> f64 {
 fn marginals(table: &[Vec<u64>]) -> (Vec<u64>, Vec<u64>) {
     let rows = table.iter().map(|r| r.iter().sum()).collect();
     let classes = table.first().map_or(0, Vec::len);
-    let cols = (0..classes).map(|j| table.iter().map(|r| r[j]).sum()).collect();
+    let cols = (0..classes)
+        .map(|j| table.iter().map(|r| r[j]).sum())
+        .collect();
     (rows, cols)
 }
 
 /// NMI with the arithmetic-mean normalisation (scikit-learn's default).
 fn nmi(table: &[Vec<u64>], n: f64) -> f64 {
     let (rows, cols) = marginals(table);
-    let (h_rows, h_cols) = (entropy(rows.iter().copied(), n), entropy(cols.iter().copied(), n));
+    let (h_rows, h_cols) = (
+        entropy(rows.iter().copied(), n),
+        entropy(cols.iter().copied(), n),
+    );
     let mut mutual = 0.0;
     for (i, row) in table.iter().enumerate() {
         for (j, &c) in row.iter().enumerate() {

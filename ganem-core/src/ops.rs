@@ -6,8 +6,23 @@
 //! other op: no convolution-specific gradient code is needed. The ops run on the CPU only;
 //! `nets::layers` falls back to candle's own convolutions on other devices.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+static REFERENCE_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Makes every layer and optimiser use candle's own ops instead of this module's kernels
+/// (process-wide), so a benchmark can measure both in one run.
+pub fn use_reference_ops(on: bool) {
+    REFERENCE_ONLY.store(on, Ordering::Relaxed);
+}
+
+/// Whether this module's kernels serve tensors on `device`: CPU only, unless switched off.
+pub fn custom_kernels(device: &Device) -> bool {
+    device.is_cpu() && !REFERENCE_ONLY.load(Ordering::Relaxed)
+}
 
 /// Geometry of a square-kernel convolution over an NHWC image batch.
 ///
@@ -182,7 +197,10 @@ impl CustomOp1 for LeakyRelu {
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let grad = grad.contiguous()?;
-        Ok(Some(arg.contiguous()?.apply_op2_no_bwd(&grad, &LeakyReluGrad(self.0))?))
+        Ok(Some(
+            arg.contiguous()?
+                .apply_op2_no_bwd(&grad, &LeakyReluGrad(self.0))?,
+        ))
     }
 }
 
@@ -312,9 +330,11 @@ impl candle_core::CustomOp3 for BatchNormTrain {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, c) = x.dims2()?;
-        let all = x
-            .contiguous()?
-            .apply_op3_no_bwd(&grad.contiguous()?, &gamma.contiguous()?, &BatchNormGrad { eps: self.eps })?;
+        let all = x.contiguous()?.apply_op3_no_bwd(
+            &grad.contiguous()?,
+            &gamma.contiguous()?,
+            &BatchNormGrad { eps: self.eps },
+        )?;
         let dx = all.narrow(0, 0, n * c)?.reshape((n, c))?;
         let dgamma = all.narrow(0, n * c, c)?;
         let dbeta = all.narrow(0, n * c + c, c)?;
@@ -368,10 +388,15 @@ impl candle_core::CustomOp3 for BatchNormGrad {
             .zip(x.par_chunks(c * 64))
             .zip(dy.par_chunks(c * 64))
             .for_each(|((dxc, xc), gc)| {
-                for ((dr, xr), gr) in dxc.chunks_exact_mut(c).zip(xc.chunks_exact(c)).zip(gc.chunks_exact(c)) {
+                for ((dr, xr), gr) in dxc
+                    .chunks_exact_mut(c)
+                    .zip(xc.chunks_exact(c))
+                    .zip(gc.chunks_exact(c))
+                {
                     for j in 0..c {
                         let xhat = (xr[j] - mean[j]) * inv_std[j];
-                        dr[j] = gamma[j] * inv_std[j] * (gr[j] - mean_dy[j] - xhat * mean_dy_xhat[j]);
+                        dr[j] =
+                            gamma[j] * inv_std[j] * (gr[j] - mean_dy[j] - xhat * mean_dy_xhat[j]);
                     }
                 }
             });
@@ -382,7 +407,6 @@ impl candle_core::CustomOp3 for BatchNormGrad {
         Ok((CpuStorage::F32(out), Shape::from(n * c + 2 * c)))
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -425,7 +449,10 @@ mod tests {
         let back = y.apply_op1_no_bwd(&Col2Im(g)).unwrap();
         let lhs: f32 = (cols * &y).unwrap().sum_all().unwrap().to_scalar().unwrap();
         let rhs: f32 = (x * back).unwrap().sum_all().unwrap().to_scalar().unwrap();
-        assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
+        assert!(
+            (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
+            "{lhs} vs {rhs}"
+        );
     }
 
     #[test]
@@ -436,7 +463,12 @@ mod tests {
         assert!(max_rel_diff(&ours, &reference) < 1e-6);
         let w = random(&[4, 33], 4);
         let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (reference * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (reference * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         let (g1, g2) = (g1.get(&x).unwrap(), g2.get(&x).unwrap());
         assert!(max_rel_diff(g1, g2) < 1e-6);
     }
@@ -449,14 +481,20 @@ mod tests {
         let eps = 1e-5;
         let ours = x
             .as_tensor()
-            .apply_op3(gamma.as_tensor(), beta.as_tensor(), BatchNormTrain { eps: eps as f32 })
+            .apply_op3(
+                gamma.as_tensor(),
+                beta.as_tensor(),
+                BatchNormTrain { eps: eps as f32 },
+            )
             .unwrap();
         let reference = {
             let x = x.as_tensor();
             let mean = x.mean_keepdim(0).unwrap();
             let centered = x.broadcast_sub(&mean).unwrap();
             let var = centered.sqr().unwrap().mean_keepdim(0).unwrap();
-            let xhat = centered.broadcast_div(&(var + eps).unwrap().sqrt().unwrap()).unwrap();
+            let xhat = centered
+                .broadcast_div(&(var + eps).unwrap().sqrt().unwrap())
+                .unwrap();
             xhat.broadcast_mul(&gamma.as_tensor().unsqueeze(0).unwrap())
                 .unwrap()
                 .broadcast_add(&beta.as_tensor().unsqueeze(0).unwrap())
@@ -464,8 +502,18 @@ mod tests {
         };
         assert!(max_rel_diff(&ours, &reference) < 1e-4);
         let probe = random(&[50, 6], 8);
-        let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (reference * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let g1 = (ours * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (reference * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         for v in [&x, &gamma, &beta] {
             let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
             assert!(d < 1e-4, "gradient differs by {d}");

@@ -81,7 +81,10 @@ fn default_alpha() -> f64 {
 
 impl Default for OptimizerSpec {
     fn default() -> Self {
-        OptimizerSpec::Rmsprop { lr: 2e-4, alpha: 0.99 }
+        OptimizerSpec::Rmsprop {
+            lr: 2e-4,
+            alpha: 0.99,
+        }
     }
 }
 
@@ -122,32 +125,65 @@ impl NetOptimizer {
     /// `decay` multiplies the base rate (0.98^iteration in the paper).
     pub fn new(spec: &OptimizerSpec, net: Net, vars: Vec<Var>, decay: f64) -> Result<Self> {
         let (rule, lr) = match *spec {
-            OptimizerSpec::Rmsprop { lr, alpha } => (Rule::Rmsprop { alpha: alpha as f32 }, lr),
-            OptimizerSpec::Adam { lr, beta1, beta2, generator_scale, enet_scale } => {
+            OptimizerSpec::Rmsprop { lr, alpha } => (
+                Rule::Rmsprop {
+                    alpha: alpha as f32,
+                },
+                lr,
+            ),
+            OptimizerSpec::Adam {
+                lr,
+                beta1,
+                beta2,
+                generator_scale,
+                enet_scale,
+            } => {
                 let scale = match net {
                     Net::Generator => generator_scale,
                     Net::Discriminator => 1.0,
                     Net::Enet => enet_scale,
                 };
-                (Rule::Adam { beta1: beta1 as f32, beta2: beta2 as f32 }, lr * scale)
+                (
+                    Rule::Adam {
+                        beta1: beta1 as f32,
+                        beta2: beta2 as f32,
+                    },
+                    lr * scale,
+                )
             }
         };
         let lr = lr * decay;
-        if vars.iter().all(|v| v.device().is_cpu() && v.dtype() == candle_core::DType::F32) {
+        if vars
+            .iter()
+            .all(|v| crate::ops::custom_kernels(v.device()) && v.dtype() == candle_core::DType::F32)
+        {
             let slots = vars
                 .into_iter()
                 .map(|v| {
                     let n = v.elem_count();
-                    let first = if matches!(rule, Rule::Adam { .. }) { vec![0f32; n] } else { Vec::new() };
+                    let first = if matches!(rule, Rule::Adam { .. }) {
+                        vec![0f32; n]
+                    } else {
+                        Vec::new()
+                    };
                     (v, first, vec![0f32; n])
                 })
                 .collect();
-            return Ok(NetOptimizer::Fused(FusedOptimizer { rule, lr, steps: 0, slots }));
+            return Ok(NetOptimizer::Fused(FusedOptimizer {
+                rule,
+                lr,
+                steps: 0,
+                slots,
+            }));
         }
         Ok(match rule {
             Rule::Rmsprop { alpha } => NetOptimizer::Rmsprop(Rmsprop::new(
                 vars,
-                RmspropConfig { lr, alpha: alpha as f64, eps: EPS as f64 },
+                RmspropConfig {
+                    lr,
+                    alpha: alpha as f64,
+                    eps: EPS as f64,
+                },
             )?),
             Rule::Adam { beta1, beta2 } => NetOptimizer::Adam(AdamW::new(
                 vars,
@@ -228,7 +264,8 @@ impl candle_core::InplaceOp2 for FusedUpdate<'_> {
         let (F32(param), F32(grad)) = (s1, s2) else {
             candle_core::bail!("fused optimizer: f32 only");
         };
-        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
             candle_core::bail!("fused optimizer: contiguous tensors only");
         };
         let (param, grad) = (&mut param[p0..p1], &grad[g0..g1]);
@@ -246,7 +283,12 @@ impl candle_core::InplaceOp2 for FusedUpdate<'_> {
                 let c1 = 1.0 - beta1.powi(self.steps);
                 let c2 = 1.0 - beta2.powi(self.steps);
                 let step = lr / c1;
-                for (((p, &g), m), v) in param.iter_mut().zip(grad).zip(first.iter_mut()).zip(second.iter_mut()) {
+                for (((p, &g), m), v) in param
+                    .iter_mut()
+                    .zip(grad)
+                    .zip(first.iter_mut())
+                    .zip(second.iter_mut())
+                {
                     *m = beta1 * *m + (1.0 - beta1) * g;
                     *v = beta2 * *v + (1.0 - beta2) * g * g;
                     *p -= step * *m / ((*v / c2).sqrt() + EPS);
@@ -266,13 +308,19 @@ mod tests {
     fn rmsprop_first_steps_by_hand() {
         // f(x) = x^2 at x = 1: g = 2, v = 0.01 * 4 = 0.04, step = lr * 2 / 0.2 = 10 lr.
         let x = Var::new(&[1f32], &Device::Cpu).unwrap();
-        let config = RmspropConfig { lr: 0.01, alpha: 0.99, eps: 0.0 };
+        let config = RmspropConfig {
+            lr: 0.01,
+            alpha: 0.99,
+            eps: 0.0,
+        };
         let mut opt = Rmsprop::new(vec![x.clone()], config).unwrap();
-        opt.backward_step(&x.as_tensor().sqr().unwrap().sum_all().unwrap()).unwrap();
+        opt.backward_step(&x.as_tensor().sqr().unwrap().sum_all().unwrap())
+            .unwrap();
         let v: Vec<f32> = x.as_tensor().to_vec1().unwrap();
         assert!((v[0] - 0.9).abs() < 1e-6, "{v:?}");
         // g = 1.8, v = 0.99 * 0.04 + 0.01 * 3.24 = 0.072, step = 0.01 * 1.8 / sqrt(0.072).
-        opt.backward_step(&x.as_tensor().sqr().unwrap().sum_all().unwrap()).unwrap();
+        opt.backward_step(&x.as_tensor().sqr().unwrap().sum_all().unwrap())
+            .unwrap();
         let v: Vec<f32> = x.as_tensor().to_vec1().unwrap();
         let expected = 0.9 - 0.01 * 1.8 / 0.072f32.sqrt();
         assert!((v[0] - expected).abs() < 1e-5, "{v:?}");
@@ -281,8 +329,17 @@ mod tests {
     #[test]
     fn fused_optimizers_match_the_tensor_op_ones() {
         let specs = [
-            OptimizerSpec::Rmsprop { lr: 0.01, alpha: 0.99 },
-            OptimizerSpec::Adam { lr: 0.01, beta1: 0.5, beta2: 0.999, generator_scale: 3.0, enet_scale: 0.3 },
+            OptimizerSpec::Rmsprop {
+                lr: 0.01,
+                alpha: 0.99,
+            },
+            OptimizerSpec::Adam {
+                lr: 0.01,
+                beta1: 0.5,
+                beta2: 0.999,
+                generator_scale: 3.0,
+                enet_scale: 0.3,
+            },
         ];
         for spec in specs {
             let start = Tensor::new(&[1f32, -2.0, 0.5], &Device::Cpu).unwrap();
@@ -292,22 +349,50 @@ mod tests {
             assert!(matches!(fused, NetOptimizer::Fused(_)));
             let mut reference = match spec {
                 OptimizerSpec::Rmsprop { lr, alpha } => NetOptimizer::Rmsprop(
-                    Rmsprop::new(vec![b.clone()], RmspropConfig { lr: lr * 0.5, alpha, eps: 1e-8 }).unwrap(),
+                    Rmsprop::new(
+                        vec![b.clone()],
+                        RmspropConfig {
+                            lr: lr * 0.5,
+                            alpha,
+                            eps: 1e-8,
+                        },
+                    )
+                    .unwrap(),
                 ),
-                OptimizerSpec::Adam { lr, beta1, beta2, generator_scale, .. } => NetOptimizer::Adam(
+                OptimizerSpec::Adam {
+                    lr,
+                    beta1,
+                    beta2,
+                    generator_scale,
+                    ..
+                } => NetOptimizer::Adam(
                     AdamW::new(
                         vec![b.clone()],
-                        ParamsAdamW { lr: lr * generator_scale * 0.5, beta1, beta2, eps: 1e-8, weight_decay: 0.0 },
+                        ParamsAdamW {
+                            lr: lr * generator_scale * 0.5,
+                            beta1,
+                            beta2,
+                            eps: 1e-8,
+                            weight_decay: 0.0,
+                        },
                     )
                     .unwrap(),
                 ),
             };
             for _ in 0..5 {
-                let loss = |v: &Var| (v.as_tensor().sqr().unwrap() * 3.0).unwrap().sum_all().unwrap();
+                let loss = |v: &Var| {
+                    (v.as_tensor().sqr().unwrap() * 3.0)
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                };
                 fused.backward_step(&loss(&a)).unwrap();
                 reference.backward_step(&loss(&b)).unwrap();
             }
-            let (a, b): (Vec<f32>, Vec<f32>) = (a.as_tensor().to_vec1().unwrap(), b.as_tensor().to_vec1().unwrap());
+            let (a, b): (Vec<f32>, Vec<f32>) = (
+                a.as_tensor().to_vec1().unwrap(),
+                b.as_tensor().to_vec1().unwrap(),
+            );
             for (x, y) in a.iter().zip(&b) {
                 assert!((x - y).abs() < 1e-5 * y.abs().max(1.0), "{a:?} vs {b:?}");
             }

@@ -23,7 +23,9 @@ pub fn save_image_grid(images: &Tensor, rows: usize, cols: usize, path: &Path) -
         for y in 0..h {
             for x in 0..w {
                 let base = ((i * h + y) * w + x) * c;
-                let px = |ch: usize| (pixels[base + ch.min(c - 1)].clamp(0.0, 1.0) * 255.0).round() as u8;
+                let px = |ch: usize| {
+                    (pixels[base + ch.min(c - 1)].clamp(0.0, 1.0) * 255.0).round() as u8
+                };
                 let (cx, cy) = (col * (w + 1) + 1 + x, r * (h + 1) + 1 + y);
                 canvas.put_pixel(cx as u32, cy as u32, image::Rgb([px(0), px(1), px(2)]));
             }

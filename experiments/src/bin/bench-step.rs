@@ -36,11 +36,16 @@ struct Args {
     out: PathBuf,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also time candle's own ops (no custom kernels), the "before" of every row.
+    #[arg(long)]
+    reference: bool,
 }
 
 #[derive(Serialize)]
 struct Row {
     name: String,
+    /// `custom` (ganem's kernels) or `candle` (candle's own ops).
+    kernels: &'static str,
     width: f64,
     ours_ms: f64,
     gflops: f64,
@@ -71,10 +76,10 @@ fn main() -> Result<()> {
     profile.nets.generator_activation = ganem_core::nets::Activation::LeakyRelu;
     let device = ganem_core::default_device()?;
     let image = mnist::SHAPE;
-    let mut model = GanEm::new(&profile, k, image, 64, args.seed, &device)?;
     let pytorch: BTreeMap<String, f64> = match &args.pytorch {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             let all: BTreeMap<String, serde_json::Value> =
                 serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
             all.into_iter()
@@ -88,10 +93,11 @@ fn main() -> Result<()> {
     let e = classifier_flops(&profile.nets, image, k);
     let g = generator_flops(&profile.nets, image, k);
     let mut rows = Vec::new();
-    let mut record = |name: &str, ms: f64, flops: f64| {
+    let mut record = |name: &str, kernels: &'static str, ms: f64, flops: f64| {
         let py = pytorch.get(name).copied();
         rows.push(Row {
             name: name.to_string(),
+            kernels,
             width: args.width,
             ours_ms: ms,
             gflops: flops / ms / 1e6,
@@ -100,28 +106,56 @@ fn main() -> Result<()> {
         });
     };
 
-    let batch = 64;
-    let real = candle_core::Tensor::rand(0f32, 1f32, (batch, 28, 28, 1), &device)?;
-    let w = candle_core::Tensor::full(1.0 / k as f32, (batch, k), &device)?;
-    let ms = median_ms(args.repeats, || model.gan_update(&real, &w).map(|_| ()).map_err(Into::into))?;
-    // D step: G forward, D forward + backward on 2B images; G step: D and G forward + backward.
-    let b = batch as f64;
-    record("gan_iteration_b64", ms, b * (g + 3.0 * 2.0 * d + 3.0 * d + 2.0 * g));
-    for eb in [64, 256] {
-        let ms = median_ms(args.repeats, || model.enet_update(eb).map(|_| ()).map_err(Into::into))?;
-        record(&format!("enet_iteration_b{eb}"), ms, eb as f64 * (g + 3.0 * e));
+    let kinds: &[&'static str] = if args.reference {
+        &["custom", "candle"]
+    } else {
+        &["custom"]
+    };
+    for &kernels in kinds {
+        ganem_core::ops::use_reference_ops(kernels == "candle");
+        let mut model = GanEm::new(&profile, k, image, 64, args.seed, &device)?;
+        let mut record = |name: &str, ms: f64, flops: f64| record(name, kernels, ms, flops);
+        let batch = 64;
+        let real = candle_core::Tensor::rand(0f32, 1f32, (batch, 28, 28, 1), &device)?;
+        let w = candle_core::Tensor::full(1.0 / k as f32, (batch, k), &device)?;
+        let ms = median_ms(args.repeats, || {
+            model.gan_update(&real, &w).map(|_| ()).map_err(Into::into)
+        })?;
+        // D step: G forward, D forward + backward on 2B images; G step: D and G forward + backward.
+        let b = batch as f64;
+        record(
+            "gan_iteration_b64",
+            ms,
+            b * (g + 3.0 * 2.0 * d + 3.0 * d + 2.0 * g),
+        );
+        for eb in [64, 256] {
+            let ms = median_ms(args.repeats, || {
+                model.enet_update(eb).map(|_| ()).map_err(Into::into)
+            })?;
+            record(
+                &format!("enet_iteration_b{eb}"),
+                ms,
+                eb as f64 * (g + 3.0 * e),
+            );
+        }
+        let images =
+            candle_core::Tensor::rand(0f32, 1f32, (args.inference_images, 28, 28, 1), &device)?;
+        let ms = median_ms(args.repeats.min(3), || {
+            model.assign(&images).map(|_| ()).map_err(Into::into)
+        })?;
+        record("inference_10k", ms, args.inference_images as f64 * e);
     }
-    let images = candle_core::Tensor::rand(0f32, 1f32, (args.inference_images, 28, 28, 1), &device)?;
-    let ms = median_ms(args.repeats.min(3), || model.assign(&images).map(|_| ()).map_err(Into::into))?;
-    record("inference_10k", ms, args.inference_images as f64 * e);
-
-    println!("{:<20} {:>10} {:>9} {:>12} {:>8}", "row", "ours ms", "GFLOP/s", "PyTorch ms", "ratio");
+    println!(
+        "{:<20} {:>8} {:>10} {:>9} {:>12} {:>8}",
+        "row", "kernels", "ours ms", "GFLOP/s", "PyTorch ms", "ratio"
+    );
     let mut csv = CsvOut::create(&args.out)?;
     for r in &rows {
         let fmt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
         println!(
-            "{:<20} {:>10.1} {:>9.1} {:>12} {:>8}",
+            "{:<20} {:>8} {:>10.1} {:>9.1} {:>12} {:>8}",
             r.name,
+            r.kernels,
             r.ours_ms,
             r.gflops,
             fmt(r.pytorch_ms, 1),

@@ -65,7 +65,14 @@ fn main() -> Result<()> {
     let mut csv = CsvOut::create(&args.out.join("mnist_baselines.csv"))?;
     for (method, fit_on) in methods {
         println!("{}: fitting ...", method.name());
-        let r = baselines::run(method, &splits.train, &splits.test, args.k, fit_on, args.seed)?;
+        let r = baselines::run(
+            method,
+            &splits.train,
+            &splits.test,
+            args.k,
+            fit_on,
+            args.seed,
+        )?;
         println!(
             "{}: test error {:.4}, NMI {:.3}, ARI {:.3}; train error {:.4}; {:.0} s",
             method.name(),

@@ -83,7 +83,13 @@ fn main() -> Result<()> {
     let location = data::locate(args.data_dir.as_deref());
     let splits = mnist::load(&location, &device)
         .with_context(|| format!("loading MNIST from {location:?}"))?;
-    let subset = |set: &data::ImageSet, n: usize| if n == 0 { Ok(set.clone()) } else { set.truncate(n) };
+    let subset = |set: &data::ImageSet, n: usize| {
+        if n == 0 {
+            Ok(set.clone())
+        } else {
+            set.truncate(n)
+        }
+    };
     let train = subset(&splits.train, profile.data.train_subset)?;
     let test = subset(&splits.test, profile.data.test_subset)?;
     let tag = format!("k{}_seed{}", args.k, args.seed);
@@ -93,14 +99,24 @@ fn main() -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("checkpoints/mnist_{tag}")));
 
-    let mut model = GanEm::new(&profile, args.k, mnist::SHAPE, train.len(), args.seed, &device)?;
+    let mut model = GanEm::new(
+        &profile,
+        args.k,
+        mnist::SHAPE,
+        train.len(),
+        args.seed,
+        &device,
+    )?;
     let mut csv = CsvOut::create(&csv_path)?;
     let mut elapsed_before = 0.0;
     if args.resume {
         model
             .resume(&checkpoints, &train)
             .with_context(|| format!("resuming from {}", checkpoints.display()))?;
-        for row in read_rows::<Row>(&csv_path)?.into_iter().filter(|r| r.iteration <= model.iteration) {
+        for row in read_rows::<Row>(&csv_path)?
+            .into_iter()
+            .filter(|r| r.iteration <= model.iteration)
+        {
             elapsed_before = row.seconds;
             csv.row(&row)?;
         }
@@ -119,8 +135,18 @@ fn main() -> Result<()> {
     let mut last_test_error = None;
     while model.iteration < profile.em.iterations {
         let stats = model.step(&train, &mut bars)?;
-        let train_scores = score(&model.predict_from_assignments()?, &train.labels, args.k, train.classes);
-        let test_scores = score(&model.predict(&test.images)?, &test.labels, args.k, test.classes);
+        let train_scores = score(
+            &model.predict_from_assignments()?,
+            &train.labels,
+            args.k,
+            train.classes,
+        );
+        let test_scores = score(
+            &model.predict(&test.images)?,
+            &test.labels,
+            args.k,
+            test.classes,
+        );
         let row = Row {
             iteration: stats.iteration,
             train_error: train_scores.error,
@@ -160,8 +186,15 @@ fn main() -> Result<()> {
         last_test_error = Some(row.test_error);
     }
     let per_class = 10;
-    let figure = args.reports.join(format!("figures/mnist_{tag}_samples.png"));
-    save_image_grid(&model.samples(per_class, args.seed)?, args.k, per_class, &figure)?;
+    let figure = args
+        .reports
+        .join(format!("figures/mnist_{tag}_samples.png"));
+    save_image_grid(
+        &model.samples(per_class, args.seed)?,
+        args.k,
+        per_class,
+        &figure,
+    )?;
     let written = csv.finish()?;
     println!("wrote {} and {}", written.display(), figure.display());
     if let (Some(limit), Some(err)) = (args.max_test_error, last_test_error) {

@@ -33,7 +33,10 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 /// Parses IDX bytes; the error says what is wrong.
 pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
     if bytes.len() < 4 {
-        return Err(format!("file is {} bytes, too short for an IDX header", bytes.len()));
+        return Err(format!(
+            "file is {} bytes, too short for an IDX header",
+            bytes.len()
+        ));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
         return Err(format!(
@@ -42,7 +45,10 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
         ));
     }
     if bytes[2] != UBYTE {
-        return Err(format!("element type 0x{:02x} is not unsigned byte (0x08)", bytes[2]));
+        return Err(format!(
+            "element type 0x{:02x} is not unsigned byte (0x08)",
+            bytes[2]
+        ));
     }
     let ndims = bytes[3] as usize;
     if ndims == 0 {
@@ -50,7 +56,9 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
     }
     let header = 4 + 4 * ndims;
     if bytes.len() < header {
-        return Err(format!("truncated header: {ndims} dimensions need {header} bytes"));
+        return Err(format!(
+            "truncated header: {ndims} dimensions need {header} bytes"
+        ));
     }
     let dims: Vec<usize> = bytes[4..header]
         .chunks_exact(4)
@@ -94,7 +102,11 @@ pub(crate) mod tests {
 
     #[test]
     fn parses_a_small_file() {
-        let a = parse_idx(&idx_bytes(&[2, 2, 3], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])).unwrap();
+        let a = parse_idx(&idx_bytes(
+            &[2, 2, 3],
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        ))
+        .unwrap();
         assert_eq!(a.dims, vec![2, 2, 3]);
         assert_eq!(a.data[11], 12);
     }

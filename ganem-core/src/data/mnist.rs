@@ -27,7 +27,12 @@ pub fn load(location: &DataLocation, device: &Device) -> Result<Splits> {
 /// The file `stem` in `dir`, plain or with `.gz`, under the usual or the dotted name.
 fn find_file(dir: &Path, stem: &str) -> Result<PathBuf> {
     let dotted = stem.replacen("-idx", ".idx", 1);
-    let candidates = [stem.to_string(), format!("{stem}.gz"), dotted.clone(), format!("{dotted}.gz")];
+    let candidates = [
+        stem.to_string(),
+        format!("{stem}.gz"),
+        dotted.clone(),
+        format!("{dotted}.gz"),
+    ];
     candidates
         .iter()
         .map(|name| dir.join(name))
@@ -37,7 +42,10 @@ fn find_file(dir: &Path, stem: &str) -> Result<PathBuf> {
                 dir.join(stem),
                 std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    format!("MNIST file not found (also tried {})", candidates[1..].join(", ")),
+                    format!(
+                        "MNIST file not found (also tried {})",
+                        candidates[1..].join(", ")
+                    ),
                 ),
             )
         })
@@ -49,7 +57,10 @@ pub fn load_split(images_path: &Path, labels_path: &Path, device: &Device) -> Re
     if images.dims.len() != 3 || images.dims[1] != SHAPE.height || images.dims[2] != SHAPE.width {
         return Err(Error::bad_file(
             images_path,
-            format!("expected N x 28 x 28 images, found dimensions {:?}", images.dims),
+            format!(
+                "expected N x 28 x 28 images, found dimensions {:?}",
+                images.dims
+            ),
         ));
     }
     let labels = read_idx(labels_path)?;
@@ -70,8 +81,16 @@ pub fn load_split(images_path: &Path, labels_path: &Path, device: &Device) -> Re
             ),
         ));
     }
-    if let Some((i, &l)) = labels.data.iter().enumerate().find(|(_, &l)| l as usize >= CLASSES) {
-        return Err(Error::bad_file(labels_path, format!("label {l} at item {i} is outside 0..9")));
+    if let Some((i, &l)) = labels
+        .data
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l as usize >= CLASSES)
+    {
+        return Err(Error::bad_file(
+            labels_path,
+            format!("label {l} at item {i} is outside 0..9"),
+        ));
     }
     let labels = labels.data.iter().map(|&l| l as usize).collect();
     ImageSet::from_bytes(images.data, labels, SHAPE, CLASSES, device)
@@ -99,7 +118,9 @@ fn load_hub(device: &Device) -> Result<Splits> {
     let to_set = |images: &candle_core::Tensor, labels: &candle_core::Tensor| -> Result<ImageSet> {
         let labels: Vec<u8> = labels.to_vec1()?;
         let n = labels.len();
-        let images = images.reshape((n, SHAPE.height, SHAPE.width, SHAPE.channels))?.to_device(device)?;
+        let images = images
+            .reshape((n, SHAPE.height, SHAPE.width, SHAPE.channels))?
+            .to_device(device)?;
         Ok(ImageSet {
             images,
             labels: labels.into_iter().map(usize::from).collect(),
@@ -145,19 +166,34 @@ mod tests {
         assert_eq!(set.images.dims(), &[2, 28, 28, 1]);
 
         let bad = write(&dir, "bad-lab", idx_bytes(&[2], &[3, 10]));
-        let msg = load_split(&images, &bad, &Device::Cpu).err().unwrap().to_string();
+        let msg = load_split(&images, &bad, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(msg.contains("bad-lab") && msg.contains("label 10"), "{msg}");
 
         let short = write(&dir, "short-lab", idx_bytes(&[1], &[3]));
-        let msg = load_split(&images, &short, &Device::Cpu).err().unwrap().to_string();
+        let msg = load_split(&images, &short, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(msg.contains("1 labels for 2 images"), "{msg}");
 
         let wrong = write(&dir, "wrong-img", idx_bytes(&[1, 4, 4], &[0; 16]));
-        let msg = load_split(&wrong, &labels, &Device::Cpu).err().unwrap().to_string();
+        let msg = load_split(&wrong, &labels, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(msg.contains("28 x 28"), "{msg}");
 
-        let msg = load(&DataLocation::Dir(dir.clone()), &Device::Cpu).err().unwrap().to_string();
-        assert!(msg.contains("train-images-idx3-ubyte") && msg.contains("not found"), "{msg}");
+        let msg = load(&DataLocation::Dir(dir.clone()), &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            msg.contains("train-images-idx3-ubyte") && msg.contains("not found"),
+            "{msg}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -38,10 +38,19 @@ impl ImageSet {
                 pixels.len()
             )));
         }
-        let images = Tensor::from_vec(pixels, (n, shape.height, shape.width, shape.channels), device)?
-            .to_dtype(candle_core::DType::F32)?
-            .affine(1.0 / 255.0, 0.0)?;
-        Ok(Self { images, labels, shape, classes })
+        let images = Tensor::from_vec(
+            pixels,
+            (n, shape.height, shape.width, shape.channels),
+            device,
+        )?
+        .to_dtype(candle_core::DType::F32)?
+        .affine(1.0 / 255.0, 0.0)?;
+        Ok(Self {
+            images,
+            labels,
+            shape,
+            classes,
+        })
     }
 
     pub fn len(&self) -> usize {

@@ -5,7 +5,9 @@ use candle_nn::VarMap;
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
-use crate::ops::{BatchNormTrain, BatchStats, Col2Im, Im2Col, LeakyRelu, PatchGeometry};
+use crate::ops::{
+    custom_kernels, BatchNormTrain, BatchStats, Col2Im, Im2Col, LeakyRelu, PatchGeometry,
+};
 
 /// The trainable and running-statistic tensors of one network, by name.
 ///
@@ -39,7 +41,13 @@ impl Params {
     }
 
     /// Weights drawn from N(0, std^2), the DCGAN initialisation.
-    pub fn normal(&mut self, name: &str, shape: &[usize], std: f32, rng: &mut impl Rng) -> Result<Var> {
+    pub fn normal(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        std: f32,
+        rng: &mut impl Rng,
+    ) -> Result<Var> {
         let normal = Normal::new(0f32, std).map_err(candle_core::Error::wrap)?;
         let n: usize = shape.iter().product();
         let values: Vec<f32> = (0..n).map(|_| normal.sample(rng)).collect();
@@ -89,7 +97,9 @@ pub enum Activation {
 impl Activation {
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Activation::LeakyRelu if x.device().is_cpu() => x.contiguous()?.apply_op1(LeakyRelu(0.2)),
+            Activation::LeakyRelu if custom_kernels(x.device()) => {
+                x.contiguous()?.apply_op1(LeakyRelu(0.2))
+            }
             Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, 0.2),
             Activation::Relu => x.relu(),
             Activation::Sigmoid => candle_nn::ops::sigmoid(x),
@@ -147,7 +157,7 @@ impl Conv2d {
             padding: self.padding,
         };
         let (gh, gw) = (geometry.grid_height(), geometry.grid_width());
-        if !x.device().is_cpu() {
+        if !custom_kernels(x.device()) {
             return self.forward_reference(x);
         }
         x.contiguous()?
@@ -217,7 +227,7 @@ impl ConvTranspose2d {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let out = if x.device().is_cpu() {
+        let out = if custom_kernels(x.device()) {
             let (batch, height, width, channels) = x.dims4()?;
             let geometry = PatchGeometry {
                 batch,
@@ -329,14 +339,16 @@ impl BatchNorm {
         let rows = x.reshape(((), channels))?;
         let count = rows.dim(0)?;
         let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
-        if mode != Mode::Eval && x.device().is_cpu() {
+        if mode != Mode::Eval && custom_kernels(x.device()) {
             let rows = rows.contiguous()?;
             if mode == Mode::Train {
                 let stats = rows.detach().apply_op1_no_bwd(&BatchStats)?;
                 self.update_running(&stats.get(0)?, &stats.get(1)?, count)?;
             }
             let eps = BN_EPS as f32;
-            return rows.apply_op3(gamma, beta, BatchNormTrain { eps })?.reshape(shape);
+            return rows
+                .apply_op3(gamma, beta, BatchNormTrain { eps })?
+                .reshape(shape);
         }
         let (mean, var) = if mode != Mode::Eval {
             let mean = rows.mean_keepdim(0)?;
@@ -349,7 +361,10 @@ impl BatchNorm {
             let mean = self.running_mean.as_tensor().unsqueeze(0)?;
             (mean, self.running_var.as_tensor().unsqueeze(0)?)
         };
-        let scale = (var + BN_EPS)?.sqrt()?.recip()?.broadcast_mul(&gamma.unsqueeze(0)?)?;
+        let scale = (var + BN_EPS)?
+            .sqrt()?
+            .recip()?
+            .broadcast_mul(&gamma.unsqueeze(0)?)?;
         rows.broadcast_sub(&mean)?
             .broadcast_mul(&scale)?
             .broadcast_add(&beta.unsqueeze(0)?)?

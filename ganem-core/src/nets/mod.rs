@@ -100,7 +100,10 @@ pub fn generator_flops(spec: &NetSpec, image: ImageShape, classes: usize) -> f64
         inputs = hidden;
     }
     flops += 2.0 * (inputs * channels * h * w) as f64;
-    let outs = spec.generator_deconv_channels.iter().map(|&c| spec.scaled(c));
+    let outs = spec
+        .generator_deconv_channels
+        .iter()
+        .map(|&c| spec.scaled(c));
     for c in outs.chain(std::iter::once(image.channels)) {
         flops += 2.0 * (h * w * channels * KERNEL * KERNEL * c) as f64;
         (h, w, channels) = (h * STRIDE, w * STRIDE, c);
@@ -164,9 +167,20 @@ impl Generator {
             let c = spec.scaled(c);
             let name = format!("g.deconv{i}");
             let deconv = ConvTranspose2d::new(
-                &mut params, &name, channels, c, KERNEL, STRIDE, PADDING, false, rng,
+                &mut params,
+                &name,
+                channels,
+                c,
+                KERNEL,
+                STRIDE,
+                PADDING,
+                false,
+                rng,
             )?;
-            hidden.push((deconv, BatchNorm::new(&mut params, &format!("{name}.bn"), c)?));
+            hidden.push((
+                deconv,
+                BatchNorm::new(&mut params, &format!("{name}.bn"), c)?,
+            ));
             channels = c;
         }
         let output = ConvTranspose2d::new(
@@ -198,7 +212,9 @@ impl Generator {
     pub fn forward(&self, input: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut x = input.clone();
         if let Some((fc, bn)) = &self.input_fc {
-            x = self.activation.apply(&bn.forward(&fc.forward(&x)?, mode)?)?;
+            x = self
+                .activation
+                .apply(&bn.forward(&fc.forward(&x)?, mode)?)?;
         }
         let batch = x.dim(0)?;
         let (h, w) = self.base_side;
@@ -208,7 +224,9 @@ impl Generator {
             .apply(&x)?
             .reshape((batch, h, w, self.base_channels))?;
         for (deconv, bn) in &self.hidden {
-            x = self.activation.apply(&bn.forward(&deconv.forward(&x)?, mode)?)?;
+            x = self
+                .activation
+                .apply(&bn.forward(&deconv.forward(&x)?, mode)?)?;
         }
         Activation::Sigmoid.apply(&self.output.forward(&x)?)
     }
@@ -239,7 +257,16 @@ impl Classifier {
         for (i, &c) in spec.conv_channels.iter().enumerate() {
             let c = spec.scaled(c);
             let layer = format!("{name}.conv{i}");
-            let conv = Conv2d::new(&mut params, &layer, channels, c, KERNEL, STRIDE, PADDING, rng)?;
+            let conv = Conv2d::new(
+                &mut params,
+                &layer,
+                channels,
+                c,
+                KERNEL,
+                STRIDE,
+                PADDING,
+                rng,
+            )?;
             let bn = if i > 0 || spec.first_conv_batch_norm {
                 Some(BatchNorm::new(&mut params, &format!("{layer}.bn"), c)?)
             } else {
@@ -250,9 +277,23 @@ impl Classifier {
             (h, w) = (conv_out(h), conv_out(w));
         }
         let hidden = spec.scaled(spec.fc_hidden);
-        let fc = Linear::new(&mut params, &format!("{name}.fc"), channels * h * w, hidden, false, rng)?;
+        let fc = Linear::new(
+            &mut params,
+            &format!("{name}.fc"),
+            channels * h * w,
+            hidden,
+            false,
+            rng,
+        )?;
         let fc_bn = BatchNorm::new(&mut params, &format!("{name}.fc.bn"), hidden)?;
-        let head = Linear::new(&mut params, &format!("{name}.head"), hidden, outputs, true, rng)?;
+        let head = Linear::new(
+            &mut params,
+            &format!("{name}.head"),
+            hidden,
+            outputs,
+            true,
+            rng,
+        )?;
         Ok(Self {
             params,
             convs,
@@ -311,7 +352,9 @@ mod tests {
         let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
         let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
         let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-        a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs() / scale))
+        a.iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs() / scale))
     }
 
     /// Forward and all gradients of a layer on the custom CPU path against candle's reference.
@@ -326,8 +369,18 @@ mod tests {
         let y2 = reference(x.as_tensor());
         assert!(max_rel_diff(&y1, &y2) < 1e-4, "forward differs");
         let probe = random(y1.dims(), 99);
-        let g1 = (y1 * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (y2 * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let g1 = (y1 * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (y2 * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         for v in [&x, weight] {
             let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
             assert!(d < 1e-4, "gradient differs by {d}");
@@ -368,7 +421,11 @@ mod tests {
     #[test]
     fn mnist_networks_have_the_papers_shapes() {
         let spec = NetSpec::default();
-        let image = ImageShape { height: 28, width: 28, channels: 1 };
+        let image = ImageShape {
+            height: 28,
+            width: 28,
+            channels: 1,
+        };
         let g = Generator::new(&spec, image, 10, &Device::Cpu, &mut rng()).unwrap();
         let d = Classifier::new(&spec, image, 11, "d", &Device::Cpu, &mut rng()).unwrap();
         let z = random(&[5, 72], 3);
@@ -376,11 +433,19 @@ mod tests {
         assert_eq!(x.dims(), &[5, 28, 28, 1]);
         assert_eq!(d.forward(&x, Mode::Train).unwrap().dims(), &[5, 11]);
         // FC 72 -> 6272 is the generator's first layer; D's FC reads 256 x 3 x 3.
-        let shapes: Vec<Vec<usize>> =
-            d.params.trainable().iter().map(|v| v.dims().to_vec()).collect();
+        let shapes: Vec<Vec<usize>> = d
+            .params
+            .trainable()
+            .iter()
+            .map(|v| v.dims().to_vec())
+            .collect();
         assert!(shapes.contains(&vec![2304, 1024]));
-        let shapes: Vec<Vec<usize>> =
-            g.params.trainable().iter().map(|v| v.dims().to_vec()).collect();
+        let shapes: Vec<Vec<usize>> = g
+            .params
+            .trainable()
+            .iter()
+            .map(|v| v.dims().to_vec())
+            .collect();
         assert!(shapes.contains(&vec![72, 6272]));
     }
 }
