@@ -10,22 +10,13 @@ use crate::nets::NetSpec;
 use crate::optim::OptimizerSpec;
 
 /// Which training images a run uses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataSpec {
     /// Train on the first `train_subset` training images (0 = all of them).
     pub train_subset: usize,
     /// Score the test error on the first `test_subset` test images (0 = all of them).
     pub test_subset: usize,
-}
-
-impl Default for DataSpec {
-    fn default() -> Self {
-        Self {
-            train_subset: 0,
-            test_subset: 0,
-        }
-    }
 }
 
 /// A named training profile (`configs/*.toml`).
@@ -73,13 +64,13 @@ impl Profile {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be at least 1"));
         }
-        if !(em.m_step_epochs > 0.0) {
+        if em.m_step_epochs.is_nan() || em.m_step_epochs <= 0.0 {
             return Err(format!(
                 "em.m_step_epochs must be positive, got {}",
                 em.m_step_epochs
             ));
         }
-        if !(self.nets.width > 0.0) {
+        if self.nets.width.is_nan() || self.nets.width <= 0.0 {
             return Err(format!(
                 "nets.width must be positive, got {}",
                 self.nets.width

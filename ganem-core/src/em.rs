@@ -420,7 +420,7 @@ impl GanEm {
     pub fn samples(&mut self, per_class: usize, seed: u64) -> Result<Tensor> {
         let saved = std::mem::replace(&mut self.rng, rng_for(seed, u64::MAX));
         let classes: Vec<u32> = (0..self.clusters as u32)
-            .flat_map(|c| std::iter::repeat(c).take(per_class))
+            .flat_map(|c| std::iter::repeat_n(c, per_class))
             .collect();
         let input = self.generator_input(&classes);
         self.rng = saved;

@@ -137,7 +137,7 @@ impl Generator {
         let mut params = Params::new(device);
         let upsamplings = spec.generator_deconv_channels.len() + 1;
         let factor = 1usize << upsamplings;
-        if image.height % factor != 0 || image.width % factor != 0 {
+        if !image.height.is_multiple_of(factor) || !image.width.is_multiple_of(factor) {
             candle_core::bail!(
                 "generator: {} transposed convolutions cannot produce {}x{} images",
                 upsamplings,
