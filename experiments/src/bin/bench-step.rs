@@ -23,7 +23,7 @@ struct Args {
     /// Network width multiplier (1.0 = Table 4).
     #[arg(long, default_value_t = 1.0)]
     width: f64,
-    /// Timed repetitions per row (after two warm-up runs); the median is reported.
+    /// Timed repetitions per row (after one warm-up run); the median is reported.
     #[arg(long, default_value_t = 10)]
     repeats: usize,
     /// Images in the inference pass.
@@ -54,9 +54,7 @@ struct Row {
 }
 
 fn median_ms(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    for _ in 0..2 {
-        f()?;
-    }
+    f()?;
     let mut times = Vec::with_capacity(repeats);
     for _ in 0..repeats.max(1) {
         let t = Instant::now();
@@ -140,7 +138,7 @@ fn main() -> Result<()> {
         }
         let images =
             candle_core::Tensor::rand(0f32, 1f32, (args.inference_images, 28, 28, 1), &device)?;
-        let ms = median_ms(args.repeats.min(3), || {
+        let ms = median_ms(args.repeats.min(2), || {
             model.assign(&images).map(|_| ()).map_err(Into::into)
         })?;
         record("inference_10k", ms, args.inference_images as f64 * e);
