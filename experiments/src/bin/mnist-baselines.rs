@@ -63,16 +63,18 @@ fn main() -> Result<()> {
     let splits = mnist::load(&location, &candle_core::Device::Cpu)
         .with_context(|| format!("loading MNIST from {location:?}"))?;
     let mut csv = CsvOut::create(&args.out.join("mnist_baselines.csv"))?;
+    let mut failed = Vec::new();
     for (method, fit_on) in methods {
         println!("{}: fitting ...", method.name());
-        let r = baselines::run(
-            method,
-            &splits.train,
-            &splits.test,
-            args.k,
-            fit_on,
-            args.seed,
-        )?;
+        let (train, test) = (&splits.train, &splits.test);
+        let r = match baselines::run(method, train, test, args.k, fit_on, args.seed) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{}: failed: {e}", method.name());
+                failed.push(method.name());
+                continue;
+            }
+        };
         println!(
             "{}: test error {:.4}, NMI {:.3}, ARI {:.3}; train error {:.4}; {:.0} s",
             method.name(),
@@ -95,5 +97,6 @@ fn main() -> Result<()> {
         })?;
     }
     println!("wrote {}", csv.finish()?.display());
+    anyhow::ensure!(failed.is_empty(), "no result for: {}", failed.join(", "));
     Ok(())
 }
