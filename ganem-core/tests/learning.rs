@@ -1,6 +1,6 @@
-//! GAN-EM end to end: on real data whose clusters are known (MNIST's zeros and ones) it must
-//! find them, and a run resumed from a checkpoint must continue exactly as an uninterrupted
-//! one (on small synthetic images, where only determinism matters).
+//! GAN-EM end to end on real data whose clusters are known (MNIST's zeros and ones): it must
+//! separate them, and a run resumed from a checkpoint must continue exactly as an
+//! uninterrupted one.
 
 use std::path::Path;
 
@@ -9,63 +9,20 @@ use ganem_core::config::Profile;
 use ganem_core::data::{mnist, DataLocation, ImageSet};
 use ganem_core::em::{GanEm, Silent};
 use ganem_core::metrics::score;
-use ganem_core::nets::ImageShape;
-use rand::{Rng, SeedableRng};
 
-const SIDE: usize = 12;
-const SHAPE: ImageShape = ImageShape {
-    height: SIDE,
-    width: SIDE,
-    channels: 1,
-};
-
-/// `per_class` 12 x 12 images of each of three shapes at random positions: a horizontal bar,
-/// a vertical bar and a hollow square, on a faintly noisy background.
-fn shapes(per_class: usize, seed: u64) -> ImageSet {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut pixels = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..3 * per_class {
-        let class = i % 3;
-        let mut img = [0f32; SIDE * SIDE];
-        let (a, b) = (rng.gen_range(1..9), rng.gen_range(1..4));
-        for y in 0..SIDE {
-            for x in 0..SIDE {
-                let on = match class {
-                    0 => (a..a + 2).contains(&y) && (b..b + 8).contains(&x),
-                    1 => (a..a + 2).contains(&x) && (b..b + 8).contains(&y),
-                    _ => {
-                        let (lo, hi) = (b + 1, b + 8);
-                        let inside = (lo..hi).contains(&x) && (lo..hi).contains(&y);
-                        let core = (lo + 2..hi - 2).contains(&x) && (lo + 2..hi - 2).contains(&y);
-                        inside && !core
-                    }
-                };
-                img[y * SIDE + x] = if on { 1.0 } else { rng.gen_range(0.0..0.1) };
-            }
-        }
-        pixels.extend(img.iter().map(|v| (v * 255.0) as u8));
-        labels.push(class);
-    }
-    ImageSet::from_bytes(pixels, labels, SHAPE, 3, &Device::Cpu).unwrap()
-}
-
-fn profile(iterations: usize) -> Profile {
-    let text = format!(
-        r#"
-description = "tiny networks for tests"
+/// Quarter-width MNIST networks and the `fast` profile's training choices.
+const TEST_PROFILE: &str = r#"
+description = "quarter-width MNIST networks for tests"
 [nets]
-conv_channels = [16, 32]
-fc_hidden = 64
-generator_base_channels = 32
-generator_deconv_channels = []
+width = 0.25
+generator_fc_hidden = 1024
 generator_activation = "relu"
 [em]
-iterations = {iterations}
-batch_size = 32
-m_step_epochs = 10.0
+iterations = 4
+batch_size = 64
+m_step_epochs = 8.0
 e_step_iterations = 100
-e_step_batch_size = 96
+e_step_batch_size = 128
 e_step_classes = "even"
 generator_loss = "bce"
 extra_unit_weight = 2.0
@@ -77,9 +34,10 @@ beta1 = 0.5
 beta2 = 0.999
 generator_scale = 3.0
 enet_scale = 0.3
-"#
-    );
-    Profile::from_toml(&text, Path::new("test profile")).unwrap()
+"#;
+
+fn test_profile() -> Profile {
+    Profile::from_toml(TEST_PROFILE, Path::new("TEST_PROFILE")).unwrap()
 }
 
 /// The digits 0 and 1 of real MNIST, from the data folder CI and developers have.
@@ -115,31 +73,7 @@ fn separates_mnist_zeros_from_ones() {
         eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
         return;
     };
-    let text = r#"
-description = "quarter-width MNIST networks for tests"
-[nets]
-width = 0.25
-generator_fc_hidden = 1024
-generator_activation = "relu"
-[em]
-iterations = 4
-batch_size = 64
-m_step_epochs = 8.0
-e_step_iterations = 100
-e_step_batch_size = 128
-e_step_classes = "even"
-generator_loss = "bce"
-extra_unit_weight = 2.0
-reset_optimizers = true
-[optimizer]
-kind = "adam"
-lr = 2e-4
-beta1 = 0.5
-beta2 = 0.999
-generator_scale = 3.0
-enet_scale = 0.3
-"#;
-    let p = Profile::from_toml(text, Path::new("test profile")).unwrap();
+    let p = test_profile();
     let mut model = GanEm::new(&p, 2, mnist::SHAPE, train.len(), 1, &Device::Cpu).unwrap();
     let mut errors = Vec::new();
     for _ in 0..p.em.iterations {
@@ -155,15 +89,19 @@ enet_scale = 0.3
 
 #[test]
 fn resumed_run_matches_uninterrupted_run() {
-    let train = shapes(40, 3);
-    let p = profile(2);
-    let mut straight = GanEm::new(&p, 3, SHAPE, train.len(), 5, &Device::Cpu).unwrap();
+    let Some((train, _)) = mnist_zeros_and_ones() else {
+        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+        return;
+    };
+    let train = train.truncate(128).unwrap();
+    let p = test_profile();
+    let mut straight = GanEm::new(&p, 2, mnist::SHAPE, train.len(), 5, &Device::Cpu).unwrap();
     straight.step(&train, &mut Silent).unwrap();
     let dir = std::env::temp_dir().join(format!("ganem-resume-{}", std::process::id()));
     straight.save(&dir).unwrap();
     straight.step(&train, &mut Silent).unwrap();
 
-    let mut resumed = GanEm::new(&p, 3, SHAPE, train.len(), 5, &Device::Cpu).unwrap();
+    let mut resumed = GanEm::new(&p, 2, mnist::SHAPE, train.len(), 5, &Device::Cpu).unwrap();
     resumed.resume(&dir, &train).unwrap();
     assert_eq!(resumed.iteration, 1);
     resumed.step(&train, &mut Silent).unwrap();
