@@ -431,13 +431,14 @@ impl GanEm {
     /// Saves G, D, the E-net (with running statistics), phi and the iteration into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        self.generator
-            .params
-            .save(&dir.join("generator.safetensors"))?;
-        self.discriminator
-            .params
-            .save(&dir.join("discriminator.safetensors"))?;
-        self.enet.params.save(&dir.join("enet.safetensors"))?;
+        let nets = [
+            ("generator", &self.generator.params),
+            ("discriminator", &self.discriminator.params),
+            ("enet", &self.enet.params),
+        ];
+        for (name, params) in nets {
+            params.save(&dir.join(format!("{name}.safetensors")))?;
+        }
         let state = CheckpointState {
             iteration: self.iteration,
             clusters: self.clusters,
@@ -466,13 +467,14 @@ impl GanEm {
                 ),
             ));
         }
-        self.generator
-            .params
-            .load(&dir.join("generator.safetensors"))?;
-        self.discriminator
-            .params
-            .load(&dir.join("discriminator.safetensors"))?;
-        self.enet.params.load(&dir.join("enet.safetensors"))?;
+        let nets = [
+            ("generator", &mut self.generator.params),
+            ("discriminator", &mut self.discriminator.params),
+            ("enet", &mut self.enet.params),
+        ];
+        for (name, params) in nets {
+            params.load(&dir.join(format!("{name}.safetensors")))?;
+        }
         self.phi = state.phi;
         self.iteration = state.iteration;
         self.optimizers = None;

@@ -252,6 +252,13 @@ fn channel_stats(x: &[f32], channels: usize) -> (Vec<f32>, Vec<f32>) {
     (mean, var)
 }
 
+/// Per-channel mean and 1 / sqrt(variance + eps) of rows `(N, C)`.
+fn mean_and_inv_std(x: &[f32], channels: usize, eps: f32) -> (Vec<f32>, Vec<f32>) {
+    let (mean, var) = channel_stats(x, channels);
+    let inv_std = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    (mean, inv_std)
+}
+
 /// Training-mode batch normalisation of rows `(N, C)` with batch statistics; arguments
 /// `(x, gamma, beta)`. One fused pass each way instead of candle's dim-0 reductions, which
 /// are strided and slow on the CPU.
@@ -296,12 +303,8 @@ impl candle_core::CustomOp3 for BatchNormTrain {
         let gamma = contiguous_f32(s2, l2, self.name())?;
         let beta = contiguous_f32(s3, l3, self.name())?;
         let (_, channels) = l1.shape().dims2()?;
-        let (mean, var) = channel_stats(x, channels);
-        let scale: Vec<f32> = var
-            .iter()
-            .zip(gamma)
-            .map(|(v, g)| g / (v + self.eps).sqrt())
-            .collect();
+        let (mean, inv_std) = mean_and_inv_std(x, channels, self.eps);
+        let scale: Vec<f32> = inv_std.iter().zip(gamma).map(|(i, g)| g * i).collect();
         let shift: Vec<f32> = beta
             .iter()
             .zip(&mean)
@@ -366,8 +369,7 @@ impl candle_core::CustomOp3 for BatchNormGrad {
         let dy = contiguous_f32(s2, l2, self.name())?;
         let gamma = contiguous_f32(s3, l3, self.name())?;
         let (n, c) = l1.shape().dims2()?;
-        let (mean, var) = channel_stats(x, c);
-        let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        let (mean, inv_std) = mean_and_inv_std(x, c, self.eps);
         // dbeta = sum dy; dgamma = sum dy * xhat.
         let mut sum_dy = vec![0f64; c];
         let mut sum_dy_xhat = vec![0f64; c];
