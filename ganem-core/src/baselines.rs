@@ -14,18 +14,21 @@ use crate::error::{Error, Result};
 use crate::metrics::{score, ClusteringScores};
 
 /// A baseline clustering method on raw pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Method {
     KMeans,
-    /// Full covariances, regularised by `1e-2` on the diagonal (many pixels are constant).
-    GaussianMixture,
+    /// Full covariances (linfa's only kind), initialised by k-means, with `reg_covariance`
+    /// added to their diagonals: many pixels are constant, so without it they are singular.
+    GaussianMixture {
+        reg_covariance: f64,
+    },
 }
 
 impl Method {
     pub fn name(self) -> &'static str {
         match self {
             Method::KMeans => "k-means",
-            Method::GaussianMixture => "gmm",
+            Method::GaussianMixture { .. } => "gmm",
         }
     }
 }
@@ -79,9 +82,9 @@ pub fn run(
                 .map_err(|e| fail(&e))?;
             (model.predict(&train_x), model.predict(&test_x))
         }
-        Method::GaussianMixture => {
+        Method::GaussianMixture { reg_covariance } => {
             let model = GaussianMixtureModel::params_with_rng(k, rng)
-                .reg_covariance(1e-2)
+                .reg_covariance(reg_covariance)
                 .max_n_iterations(50)
                 .tolerance(1e-3)
                 .n_runs(1)

@@ -38,6 +38,33 @@ pub enum Noise {
     Normal,
 }
 
+/// Which BatchNorm statistics the generator uses when it makes the E-step's training images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneratorStatistics {
+    /// Each batch's own statistics, as G is trained in the M-step.
+    Batch,
+    /// The running statistics gathered in the M-step (the authors' code, `G.eval()`).
+    Running,
+}
+
+/// How the E-net's BatchNorm layers normalise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnetBatchNorm {
+    /// Trained on batch statistics; real images are assigned with each batch's own
+    /// statistics too, since the running ones were gathered on generated images.
+    Batch,
+    /// Trained on batch statistics, real images assigned with the running statistics
+    /// (PyTorch's usual train/eval split).
+    Running,
+    /// Always the initial running statistics (mean 0, variance 1), never updated, so each
+    /// BatchNorm is a learned per-channel scale and shift: the authors' code puts the E-net in
+    /// eval mode before its first update and never back. Generated and real images then go
+    /// through the same function.
+    Frozen,
+}
+
 /// Settings of the EM loop. Defaults are the paper's (Sec. 5.1 and App. B.1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -68,10 +95,8 @@ pub struct EmSpec {
     pub noise: Noise,
     /// Images per forward pass when assigning real images.
     pub eval_batch_size: usize,
-    /// Assign real images with the E-net's BatchNorm on each batch's own statistics (as a
-    /// PyTorch model left in training mode does) instead of the running statistics, which
-    /// were gathered on generated images.
-    pub assign_with_batch_stats: bool,
+    pub enet_batch_norm: EnetBatchNorm,
+    pub e_step_generator_statistics: GeneratorStatistics,
 }
 
 impl Default for EmSpec {
@@ -91,7 +116,8 @@ impl Default for EmSpec {
             discriminator_steps: 1,
             noise: Noise::Uniform,
             eval_batch_size: 1000,
-            assign_with_batch_stats: true,
+            enet_batch_norm: EnetBatchNorm::Batch,
+            e_step_generator_statistics: GeneratorStatistics::Batch,
         }
     }
 }
@@ -307,8 +333,15 @@ impl GanEm {
             }
         };
         let input = self.generator_input(&classes)?;
-        let images = self.generator.forward(&input, Mode::Train)?.detach();
-        let logits = self.enet.forward(&images, Mode::Train)?;
+        let images = self
+            .generator
+            .forward(&input, self.e_step_generator_mode())?
+            .detach();
+        let enet_mode = match self.spec.enet_batch_norm {
+            EnetBatchNorm::Frozen => Mode::Eval,
+            EnetBatchNorm::Batch | EnetBatchNorm::Running => Mode::Train,
+        };
+        let logits = self.enet.forward(&images, enet_mode)?;
         let targets = Tensor::from_vec(classes, batch, &self.device)?;
         let loss = enet_loss(&logits, &targets)?;
         self.optimizers()?.enet.backward_step(&loss)?;
@@ -393,10 +426,9 @@ impl GanEm {
 
     /// Soft assignments P(c | x) `(N, K)` of `images` by the E-net.
     pub fn assign(&self, images: &Tensor) -> Result<Tensor> {
-        let mode = if self.spec.assign_with_batch_stats {
-            Mode::BatchStats
-        } else {
-            Mode::Eval
+        let mode = match self.spec.enet_batch_norm {
+            EnetBatchNorm::Batch => Mode::BatchStats,
+            EnetBatchNorm::Running | EnetBatchNorm::Frozen => Mode::Eval,
         };
         let logits = self
             .enet
@@ -425,7 +457,18 @@ impl GanEm {
         let input = self.generator_input(&classes);
         self.rng = saved;
         let input = input?;
-        Ok(self.generator.forward(&input, Mode::Train)?.detach())
+        Ok(self
+            .generator
+            .forward(&input, self.e_step_generator_mode())?
+            .detach())
+    }
+
+    /// G's mode when it generates outside the M-step: the E-step's images and the samples.
+    fn e_step_generator_mode(&self) -> Mode {
+        match self.spec.e_step_generator_statistics {
+            GeneratorStatistics::Batch => Mode::BatchStats,
+            GeneratorStatistics::Running => Mode::Eval,
+        }
     }
 
     /// Saves G, D, the E-net (with running statistics), phi and the iteration into `dir`.
@@ -492,4 +535,44 @@ struct CheckpointState {
     seed: u64,
     phi: Vec<f64>,
     nets: NetSpec,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Profile;
+
+    fn tiny(enet_batch_norm: EnetBatchNorm) -> GanEm {
+        let text = "description = 'tiny'\n[nets]\nwidth = 0.125\n[em]";
+        let mut profile = Profile::from_toml(text, Path::new("tiny.toml")).unwrap();
+        profile.em.enet_batch_norm = enet_batch_norm;
+        let shape = crate::data::mnist::SHAPE;
+        GanEm::new(&profile, 3, shape, 10, 1, &Device::Cpu).unwrap()
+    }
+
+    fn running_mean(model: &GanEm) -> Vec<f32> {
+        let t = model.enet.params.get("e.fc.bn.running_mean").unwrap();
+        t.to_vec1().unwrap()
+    }
+
+    #[test]
+    fn frozen_enet_keeps_its_initial_statistics_and_assigns_with_them() {
+        let mut frozen = tiny(EnetBatchNorm::Frozen);
+        frozen.enet_update(20).unwrap();
+        assert!(running_mean(&frozen).iter().all(|&m| m == 0.0));
+
+        let mut batch = tiny(EnetBatchNorm::Batch);
+        batch.enet_update(20).unwrap();
+        assert!(running_mean(&batch).iter().any(|&m| m != 0.0));
+
+        // Batch-statistics assignment of an image depends on the rest of its batch; running
+        // statistics do not.
+        let images = Tensor::rand(0f32, 1.0, (4, 28, 28, 1), &Device::Cpu).unwrap();
+        let first = |model: &GanEm, n: usize| -> Vec<f32> {
+            let w = model.assign(&images.narrow(0, 0, n).unwrap()).unwrap();
+            w.get(0).unwrap().to_vec1().unwrap()
+        };
+        assert_eq!(first(&frozen, 2), first(&frozen, 4));
+        assert_ne!(first(&batch, 2), first(&batch, 4));
+    }
 }

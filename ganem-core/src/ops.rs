@@ -231,17 +231,43 @@ impl candle_core::CustomOp2 for LeakyReluGrad {
     }
 }
 
+/// Rows per parallel work unit of the BatchNorm kernels.
+const ROWS_PER_TASK: usize = 64;
+
+/// Per-channel sums over rows `(N, C)` of `f(row, channel, value)`'s two outputs, in f64,
+/// in parallel blocks of rows.
+fn channel_sums(
+    x: &[f32],
+    channels: usize,
+    f: impl Fn(usize, usize, f32) -> (f64, f64) + Sync,
+) -> (Vec<f64>, Vec<f64>) {
+    let zero = || (vec![0f64; channels], vec![0f64; channels]);
+    x.par_chunks(channels * ROWS_PER_TASK)
+        .enumerate()
+        .fold(zero, |(mut a, mut b), (task, block)| {
+            for (i, row) in block.chunks_exact(channels).enumerate() {
+                let row_index = task * ROWS_PER_TASK + i;
+                for (j, &v) in row.iter().enumerate() {
+                    let (u, w) = f(row_index, j, v);
+                    a[j] += u;
+                    b[j] += w;
+                }
+            }
+            (a, b)
+        })
+        .reduce(zero, |(mut a, mut b), (c, d)| {
+            a.iter_mut().zip(c).for_each(|(x, y)| *x += y);
+            b.iter_mut().zip(d).for_each(|(x, y)| *x += y);
+            (a, b)
+        })
+}
+
 /// Per-channel mean and biased variance of rows `(N, C)`, one pass in f64.
 fn channel_stats(x: &[f32], channels: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut sum = vec![0f64; channels];
-    let mut sum_sq = vec![0f64; channels];
-    for row in x.chunks_exact(channels) {
-        for ((s, q), &v) in sum.iter_mut().zip(sum_sq.iter_mut()).zip(row) {
-            let v = v as f64;
-            *s += v;
-            *q += v * v;
-        }
-    }
+    let (sum, sum_sq) = channel_sums(x, channels, |_, _, v| {
+        let v = v as f64;
+        (v, v * v)
+    });
     let n = (x.len() / channels).max(1) as f64;
     let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
     let var = sum_sq
@@ -259,12 +285,23 @@ fn mean_and_inv_std(x: &[f32], channels: usize, eps: f32) -> (Vec<f32>, Vec<f32>
     (mean, inv_std)
 }
 
-/// Training-mode batch normalisation of rows `(N, C)` with batch statistics; arguments
-/// `(x, gamma, beta)`. One fused pass each way instead of candle's dim-0 reductions, which
-/// are strided and slow on the CPU.
+/// Training-mode batch normalisation of rows `(N, C)` with batch statistics, optionally
+/// followed by a leaky ReLU; arguments `(x, gamma, beta)`. One fused pass each way instead of
+/// candle's dim-0 reductions, which are strided and slow on the CPU, and one graph node
+/// instead of two.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchNormTrain {
     pub eps: f32,
+    /// Slope of the leaky ReLU applied to the normalised values (0 = ReLU), if any.
+    pub activation_slope: Option<f32>,
+}
+
+#[inline]
+fn activate(z: f32, slope: Option<f32>) -> f32 {
+    match slope {
+        Some(a) if z <= 0.0 => z * a,
+        _ => z,
+    }
 }
 
 /// Per-channel `(mean, biased variance)` of rows `(N, C)`, as a `(2, C)` tensor, no gradient.
@@ -311,13 +348,14 @@ impl candle_core::CustomOp3 for BatchNormTrain {
             .zip(&scale)
             .map(|((b, m), s)| b - m * s)
             .collect();
+        let slope = self.activation_slope;
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(channels * 64)
-            .zip(x.par_chunks(channels * 64))
+        y.par_chunks_mut(channels * ROWS_PER_TASK)
+            .zip(x.par_chunks(channels * ROWS_PER_TASK))
             .for_each(|(yc, xc)| {
                 for (yr, xr) in yc.chunks_exact_mut(channels).zip(xc.chunks_exact(channels)) {
                     for (((o, &v), s), b) in yr.iter_mut().zip(xr).zip(&scale).zip(&shift) {
-                        *o = v * s + b;
+                        *o = activate(v * s + b, slope);
                     }
                 }
             });
@@ -328,15 +366,18 @@ impl candle_core::CustomOp3 for BatchNormTrain {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _beta: &Tensor,
+        beta: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, c) = x.dims2()?;
         let all = x.contiguous()?.apply_op3_no_bwd(
             &grad.contiguous()?,
-            &gamma.contiguous()?,
-            &BatchNormGrad { eps: self.eps },
+            &Tensor::stack(&[gamma, beta], 0)?,
+            &BatchNormGrad {
+                eps: self.eps,
+                activation_slope: self.activation_slope,
+            },
         )?;
         let dx = all.narrow(0, 0, n * c)?.reshape((n, c))?;
         let dgamma = all.narrow(0, n * c, c)?;
@@ -345,10 +386,12 @@ impl candle_core::CustomOp3 for BatchNormTrain {
     }
 }
 
-/// Gradients of [`BatchNormTrain`]; arguments `(x, dy, gamma)`, output `[dx, dgamma, dbeta]`
-/// flattened into one vector.
+/// Gradients of [`BatchNormTrain`]; arguments `(x, dy, [gamma; beta])`, output
+/// `[dx, dgamma, dbeta]` flattened into one vector. With an activation, `dy` is first taken
+/// back through it, from the sign of the recomputed pre-activation.
 struct BatchNormGrad {
     eps: f32,
+    activation_slope: Option<f32>,
 }
 
 impl candle_core::CustomOp3 for BatchNormGrad {
@@ -367,28 +410,30 @@ impl candle_core::CustomOp3 for BatchNormGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s1, l1, self.name())?;
         let dy = contiguous_f32(s2, l2, self.name())?;
-        let gamma = contiguous_f32(s3, l3, self.name())?;
         let (n, c) = l1.shape().dims2()?;
+        let (gamma, beta) = contiguous_f32(s3, l3, self.name())?.split_at(c);
         let (mean, inv_std) = mean_and_inv_std(x, c, self.eps);
-        // dbeta = sum dy; dgamma = sum dy * xhat.
-        let mut sum_dy = vec![0f64; c];
-        let mut sum_dy_xhat = vec![0f64; c];
-        for (xr, gr) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
-            for j in 0..c {
-                let xhat = (xr[j] - mean[j]) * inv_std[j];
-                sum_dy[j] += gr[j] as f64;
-                sum_dy_xhat[j] += (gr[j] * xhat) as f64;
-            }
-        }
-        // dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)).
+        let slope = self.activation_slope;
+        // The gradient at the normalised output, through the activation.
+        let dz = |j: usize, xhat: f32, g: f32| match slope {
+            Some(a) if xhat * gamma[j] + beta[j] <= 0.0 => g * a,
+            _ => g,
+        };
+        // dbeta = sum dz; dgamma = sum dz * xhat.
+        let (sum_dz, sum_dz_xhat) = channel_sums(x, c, |row, j, v| {
+            let xhat = (v - mean[j]) * inv_std[j];
+            let g = dz(j, xhat, dy[row * c + j]) as f64;
+            (g, g * xhat as f64)
+        });
+        // dx = gamma * inv_std * (dz - mean(dz) - xhat * mean(dz * xhat)).
         let nf = n as f64;
-        let mean_dy: Vec<f32> = sum_dy.iter().map(|s| (s / nf) as f32).collect();
-        let mean_dy_xhat: Vec<f32> = sum_dy_xhat.iter().map(|s| (s / nf) as f32).collect();
+        let mean_dz: Vec<f32> = sum_dz.iter().map(|s| (s / nf) as f32).collect();
+        let mean_dz_xhat: Vec<f32> = sum_dz_xhat.iter().map(|s| (s / nf) as f32).collect();
         let mut out = vec![0f32; n * c + 2 * c];
         let (dx, rest) = out.split_at_mut(n * c);
-        dx.par_chunks_mut(c * 64)
-            .zip(x.par_chunks(c * 64))
-            .zip(dy.par_chunks(c * 64))
+        dx.par_chunks_mut(c * ROWS_PER_TASK)
+            .zip(x.par_chunks(c * ROWS_PER_TASK))
+            .zip(dy.par_chunks(c * ROWS_PER_TASK))
             .for_each(|((dxc, xc), gc)| {
                 for ((dr, xr), gr) in dxc
                     .chunks_exact_mut(c)
@@ -397,14 +442,14 @@ impl candle_core::CustomOp3 for BatchNormGrad {
                 {
                     for j in 0..c {
                         let xhat = (xr[j] - mean[j]) * inv_std[j];
-                        dr[j] =
-                            gamma[j] * inv_std[j] * (gr[j] - mean_dy[j] - xhat * mean_dy_xhat[j]);
+                        let g = dz(j, xhat, gr[j]);
+                        dr[j] = gamma[j] * inv_std[j] * (g - mean_dz[j] - xhat * mean_dz_xhat[j]);
                     }
                 }
             });
         for j in 0..c {
-            rest[j] = sum_dy_xhat[j] as f32;
-            rest[c + j] = sum_dy[j] as f32;
+            rest[j] = sum_dz_xhat[j] as f32;
+            rest[c + j] = sum_dz[j] as f32;
         }
         Ok((CpuStorage::F32(out), Shape::from(n * c + 2 * c)))
     }
@@ -477,51 +522,68 @@ mod tests {
 
     #[test]
     fn batch_norm_matches_candle_forward_and_backward() {
-        let x = Var::from_tensor(&random(&[50, 6], 5).affine(3.0, 1.0).unwrap()).unwrap();
-        let gamma = Var::from_tensor(&random(&[6], 6)).unwrap();
-        let beta = Var::from_tensor(&random(&[6], 7)).unwrap();
-        let eps = 1e-5;
-        let ours = x
-            .as_tensor()
-            .apply_op3(
-                gamma.as_tensor(),
-                beta.as_tensor(),
-                BatchNormTrain { eps: eps as f32 },
-            )
-            .unwrap();
-        let reference = {
-            let x = x.as_tensor();
-            let mean = x.mean_keepdim(0).unwrap();
-            let centered = x.broadcast_sub(&mean).unwrap();
-            let var = centered.sqr().unwrap().mean_keepdim(0).unwrap();
-            let xhat = centered
-                .broadcast_div(&(var + eps).unwrap().sqrt().unwrap())
+        // Plain, then fused with leaky ReLU (0.2) and ReLU.
+        for slope in [None, Some(0.2f32), Some(0.0)] {
+            let x = Var::from_tensor(&random(&[150, 6], 5).affine(3.0, 1.0).unwrap()).unwrap();
+            let gamma = Var::from_tensor(&random(&[6], 6)).unwrap();
+            let beta = Var::from_tensor(&random(&[6], 7)).unwrap();
+            let eps = 1e-5;
+            let op = BatchNormTrain {
+                eps: eps as f32,
+                activation_slope: slope,
+            };
+            let ours = x
+                .as_tensor()
+                .apply_op3(gamma.as_tensor(), beta.as_tensor(), op)
                 .unwrap();
-            xhat.broadcast_mul(&gamma.as_tensor().unsqueeze(0).unwrap())
+            let reference = {
+                let x = x.as_tensor();
+                let mean = x.mean_keepdim(0).unwrap();
+                let centered = x.broadcast_sub(&mean).unwrap();
+                let var = centered.sqr().unwrap().mean_keepdim(0).unwrap();
+                let xhat = centered
+                    .broadcast_div(&(var + eps).unwrap().sqrt().unwrap())
+                    .unwrap();
+                let z = xhat
+                    .broadcast_mul(&gamma.as_tensor().unsqueeze(0).unwrap())
+                    .unwrap()
+                    .broadcast_add(&beta.as_tensor().unsqueeze(0).unwrap())
+                    .unwrap();
+                match slope {
+                    Some(a) => candle_nn::ops::leaky_relu(&z, a as f64).unwrap(),
+                    None => z,
+                }
+            };
+            assert!(max_rel_diff(&ours, &reference) < 1e-4, "{slope:?}");
+            let probe = random(&[150, 6], 8);
+            let g1 = (ours * &probe)
                 .unwrap()
-                .broadcast_add(&beta.as_tensor().unsqueeze(0).unwrap())
+                .sum_all()
                 .unwrap()
-        };
-        assert!(max_rel_diff(&ours, &reference) < 1e-4);
-        let probe = random(&[50, 6], 8);
-        let g1 = (ours * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g2 = (reference * &probe)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        for v in [&x, &gamma, &beta] {
-            let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
-            assert!(d < 1e-4, "gradient differs by {d}");
+                .backward()
+                .unwrap();
+            let g2 = (reference * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for v in [&x, &gamma, &beta] {
+                let d = max_rel_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+                assert!(d < 1e-4, "{slope:?}: gradient differs by {d}");
+            }
         }
-        let stats = x.as_tensor().apply_op1_no_bwd(&BatchStats).unwrap();
-        let mean = x.as_tensor().mean_keepdim(0).unwrap();
+        let x = random(&[150, 6], 9).affine(3.0, 1.0).unwrap();
+        let stats = x.apply_op1_no_bwd(&BatchStats).unwrap();
+        let mean = x.mean_keepdim(0).unwrap();
+        let var = x
+            .broadcast_sub(&mean)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean_keepdim(0)
+            .unwrap();
         assert!(max_rel_diff(&stats.narrow(0, 0, 1).unwrap(), &mean) < 1e-5);
+        assert!(max_rel_diff(&stats.narrow(0, 1, 1).unwrap(), &var) < 1e-5);
     }
 }

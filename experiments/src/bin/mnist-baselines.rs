@@ -4,13 +4,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use experiments::CsvOut;
+use experiments::{read_rows, CsvOut};
 use ganem_core::baselines::{self, Method};
 use ganem_core::data::{self, mnist};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Cluster MNIST's raw pixels with k-means and a Gaussian mixture (K = 10) and write
-/// results/mnist_baselines.csv (errors by the best one-to-one mapping of Eq. 20).
+/// results/mnist_baselines.csv (errors by the best one-to-one mapping of Eq. 20). Rows of
+/// methods not run this time are kept from the existing file.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
@@ -23,8 +24,11 @@ struct Args {
     kmeans_fit_on: usize,
     /// Training images the Gaussian mixture is fitted on (0 = all; full 784 x 784
     /// covariances make each EM step cost O(N 784^2)).
-    #[arg(long, default_value_t = 10000)]
+    #[arg(long, default_value_t = 5000)]
     gmm_fit_on: usize,
+    /// Added to the diagonal of each Gaussian's covariance (pixel values are in [0, 1]).
+    #[arg(long, default_value_t = 0.1)]
+    gmm_reg_covariance: f64,
     /// Which methods to run.
     #[arg(long, value_delimiter = ',', default_value = "k-means,gmm")]
     methods: Vec<String>,
@@ -35,7 +39,7 @@ struct Args {
     data_dir: Option<PathBuf>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Row {
     method: String,
     k: usize,
@@ -55,14 +59,24 @@ fn main() -> Result<()> {
         .iter()
         .map(|m| match m.as_str() {
             "k-means" | "kmeans" => Ok((Method::KMeans, args.kmeans_fit_on)),
-            "gmm" => Ok((Method::GaussianMixture, args.gmm_fit_on)),
+            "gmm" => Ok((
+                Method::GaussianMixture {
+                    reg_covariance: args.gmm_reg_covariance,
+                },
+                args.gmm_fit_on,
+            )),
             other => anyhow::bail!("unknown method '{other}': use k-means or gmm"),
         })
         .collect::<Result<Vec<_>>>()?;
     let location = data::locate(args.data_dir.as_deref());
     let splits = mnist::load(&location, &candle_core::Device::Cpu)
         .with_context(|| format!("loading MNIST from {location:?}"))?;
-    let mut csv = CsvOut::create(&args.out.join("mnist_baselines.csv"))?;
+    let csv_path = args.out.join("mnist_baselines.csv");
+    let mut rows: Vec<Row> = if csv_path.exists() {
+        read_rows(&csv_path)?
+    } else {
+        Vec::new()
+    };
     let mut failed = Vec::new();
     for (method, fit_on) in methods {
         println!("{}: fitting ...", method.name());
@@ -84,7 +98,8 @@ fn main() -> Result<()> {
             r.train.error,
             r.seconds
         );
-        csv.row(&Row {
+        rows.retain(|row| row.method != method.name());
+        rows.push(Row {
             method: method.name().to_string(),
             k: args.k,
             fitted_on: r.fitted_on,
@@ -94,7 +109,12 @@ fn main() -> Result<()> {
             train_error: r.train.error,
             seconds: r.seconds,
             seed: args.seed,
-        })?;
+        });
+    }
+    // Methods that failed this time keep their earlier rows.
+    let mut csv = CsvOut::create(&csv_path)?;
+    for row in &rows {
+        csv.row(row)?;
     }
     println!("wrote {}", csv.finish()?.display());
     anyhow::ensure!(failed.is_empty(), "no result for: {}", failed.join(", "));

@@ -60,6 +60,12 @@ impl Params {
         self.insert(name, t, trainable)
     }
 
+    /// The tensor named `name` (e.g. `e.fc.bn.running_mean`), if the network has one.
+    pub fn get(&self, name: &str) -> Option<Tensor> {
+        let data = self.map.data().lock().expect("parameter map poisoned");
+        data.get(name).map(|v| v.as_tensor().clone())
+    }
+
     /// The tensors an optimiser updates (running statistics excluded).
     pub fn trainable(&self) -> &[Var] {
         &self.trainable
@@ -95,6 +101,15 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The leaky-ReLU slope this activation is (ReLU: 0), if it is one.
+    fn leaky_slope(self) -> Option<f32> {
+        match self {
+            Activation::LeakyRelu => Some(0.2),
+            Activation::Relu => Some(0.0),
+            Activation::Sigmoid | Activation::Identity => None,
+        }
+    }
+
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
             Activation::LeakyRelu if custom_kernels(x.device()) => {
@@ -333,23 +348,34 @@ impl BatchNorm {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    /// Normalises `x` over all but its last dimension, then applies `activation` (in the same
+    /// kernel where the CPU kernels serve it).
+    pub fn forward(&self, x: &Tensor, mode: Mode, activation: Activation) -> Result<Tensor> {
+        let fusable = activation == Activation::Identity || activation.leaky_slope().is_some();
+        if mode != Mode::Eval && custom_kernels(x.device()) && fusable {
+            let channels = x.dim(D::Minus1)?;
+            let rows = x.reshape(((), channels))?.contiguous()?;
+            if mode == Mode::Train {
+                let stats = rows.detach().apply_op1_no_bwd(&BatchStats)?;
+                self.update_running(&stats.get(0)?, &stats.get(1)?, rows.dim(0)?)?;
+            }
+            let op = BatchNormTrain {
+                eps: BN_EPS as f32,
+                activation_slope: activation.leaky_slope(),
+            };
+            let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
+            return rows.apply_op3(gamma, beta, op)?.reshape(x.shape());
+        }
+        activation.apply(&self.normalise(x, mode)?)
+    }
+
+    /// Batch normalisation with candle's own ops.
+    fn normalise(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let shape = x.shape().clone();
         let channels = x.dim(D::Minus1)?;
         let rows = x.reshape(((), channels))?;
         let count = rows.dim(0)?;
         let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
-        if mode != Mode::Eval && custom_kernels(x.device()) {
-            let rows = rows.contiguous()?;
-            if mode == Mode::Train {
-                let stats = rows.detach().apply_op1_no_bwd(&BatchStats)?;
-                self.update_running(&stats.get(0)?, &stats.get(1)?, count)?;
-            }
-            let eps = BN_EPS as f32;
-            return rows
-                .apply_op3(gamma, beta, BatchNormTrain { eps })?
-                .reshape(shape);
-        }
         let (mean, var) = if mode != Mode::Eval {
             let mean = rows.mean_keepdim(0)?;
             let var = rows.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;

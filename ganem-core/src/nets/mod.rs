@@ -212,21 +212,16 @@ impl Generator {
     pub fn forward(&self, input: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut x = input.clone();
         if let Some((fc, bn)) = &self.input_fc {
-            x = self
-                .activation
-                .apply(&bn.forward(&fc.forward(&x)?, mode)?)?;
+            x = bn.forward(&fc.forward(&x)?, mode, self.activation)?;
         }
         let batch = x.dim(0)?;
         let (h, w) = self.base_side;
-        x = self.base_bn.forward(&self.base_fc.forward(&x)?, mode)?;
         x = self
-            .activation
-            .apply(&x)?
+            .base_bn
+            .forward(&self.base_fc.forward(&x)?, mode, self.activation)?
             .reshape((batch, h, w, self.base_channels))?;
         for (deconv, bn) in &self.hidden {
-            x = self
-                .activation
-                .apply(&bn.forward(&deconv.forward(&x)?, mode)?)?;
+            x = bn.forward(&deconv.forward(&x)?, mode, self.activation)?;
         }
         Activation::Sigmoid.apply(&self.output.forward(&x)?)
     }
@@ -308,13 +303,15 @@ impl Classifier {
         let mut x = images.clone();
         for (conv, bn) in &self.convs {
             x = conv.forward(&x)?;
-            if let Some(bn) = bn {
-                x = bn.forward(&x, mode)?;
-            }
-            x = Activation::LeakyRelu.apply(&x)?;
+            x = match bn {
+                Some(bn) => bn.forward(&x, mode, Activation::LeakyRelu)?,
+                None => Activation::LeakyRelu.apply(&x)?,
+            };
         }
         let x = x.flatten_from(1)?;
-        let x = Activation::LeakyRelu.apply(&self.fc_bn.forward(&self.fc.forward(&x)?, mode)?)?;
+        let x = self
+            .fc_bn
+            .forward(&self.fc.forward(&x)?, mode, Activation::LeakyRelu)?;
         self.head.forward(&x)
     }
 
