@@ -112,7 +112,7 @@ impl CsvOut {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let partial = path.with_extension("csv.partial");
+        let partial = Self::partial_path(path);
         let writer = csv::Writer::from_path(&partial)
             .with_context(|| format!("creating {}", partial.display()))?;
         Ok(Self {
@@ -120,6 +120,11 @@ impl CsvOut {
             partial,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Where rows go until [`CsvOut::finish`]: `path` with `.partial` appended.
+    pub fn partial_path(path: &Path) -> PathBuf {
+        path.with_extension("csv.partial")
     }
 
     pub fn row<T: serde::Serialize>(&mut self, row: &T) -> Result<()> {

@@ -107,13 +107,24 @@ fn main() -> Result<()> {
         args.seed,
         &device,
     )?;
+    // An interrupted run's rows are in the partial file; a finished run's in the CSV itself.
+    let earlier_rows: Vec<Row> = if args.resume {
+        let partial = CsvOut::partial_path(&csv_path);
+        read_rows(if partial.exists() {
+            &partial
+        } else {
+            &csv_path
+        })?
+    } else {
+        Vec::new()
+    };
     let mut csv = CsvOut::create(&csv_path)?;
     let mut elapsed_before = 0.0;
     if args.resume {
         model
             .resume(&checkpoints, &train)
             .with_context(|| format!("resuming from {}", checkpoints.display()))?;
-        for row in read_rows::<Row>(&csv_path)?
+        for row in earlier_rows
             .into_iter()
             .filter(|r| r.iteration <= model.iteration)
         {

@@ -100,11 +100,14 @@ pub enum Activation {
     Identity,
 }
 
+/// The paper's lReLU slope.
+const LEAKY_SLOPE: f32 = 0.2;
+
 impl Activation {
     /// The leaky-ReLU slope this activation is (ReLU: 0), if it is one.
     fn leaky_slope(self) -> Option<f32> {
         match self {
-            Activation::LeakyRelu => Some(0.2),
+            Activation::LeakyRelu => Some(LEAKY_SLOPE),
             Activation::Relu => Some(0.0),
             Activation::Sigmoid | Activation::Identity => None,
         }
@@ -113,9 +116,9 @@ impl Activation {
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
             Activation::LeakyRelu if custom_kernels(x.device()) => {
-                x.contiguous()?.apply_op1(LeakyRelu(0.2))
+                x.contiguous()?.apply_op1(LeakyRelu(LEAKY_SLOPE))
             }
-            Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, 0.2),
+            Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, LEAKY_SLOPE as f64),
             Activation::Relu => x.relu(),
             Activation::Sigmoid => candle_nn::ops::sigmoid(x),
             Activation::Identity => Ok(x.clone()),
