@@ -36,6 +36,7 @@ reproduce table profile="fast":
       *) echo "only table1 (MNIST clustering column) is implemented so far" >&2; exit 2 ;;
     esac
 
-# Training-step benchmark against PyTorch (installs torch into bench/.venv when missing).
-bench:
-    bash bench/run.sh
+# Training-step benchmark against PyTorch, interleaved in rounds (installs torch into
+# bench/.venv when missing).
+bench width="1.0" rounds="3":
+    bash bench/run.sh {{width}} {{rounds}}

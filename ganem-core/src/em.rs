@@ -15,7 +15,7 @@ use crate::config::Profile;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
 use crate::losses::{discriminator_loss, enet_loss, generator_loss, GeneratorLoss};
-use crate::nets::{layers::softmax, Classifier, Generator, ImageShape, Mode, NetSpec};
+use crate::nets::{layers::softmax, Classifier, Generator, ImageShape, Mode, NetSpec, Weights};
 use crate::optim::{Net, NetOptimizer, OptimizerSpec};
 
 /// How the E-step draws the classes of the generated images it trains on.
@@ -294,9 +294,16 @@ impl GanEm {
                 .map(|_| self.rng.gen_range(0..self.clusters as u32))
                 .collect();
             let input = self.generator_input(&classes)?;
-            let images = self.generator.forward(&input, Mode::Train)?;
-            let real_logits = self.discriminator.forward(real, Mode::Train)?;
-            let fake_logits = self.discriminator.forward(&images.detach(), Mode::Train)?;
+            let images = self
+                .generator
+                .forward(&input, Mode::Train, Weights::Train)?;
+            let real_logits = self
+                .discriminator
+                .forward(real, Mode::Train, Weights::Train)?;
+            let detached = images.detach();
+            let fake_logits = self
+                .discriminator
+                .forward(&detached, Mode::Train, Weights::Train)?;
             let weight = self.spec.extra_unit_weight;
             let loss = discriminator_loss(&real_logits, soft_assignments, &fake_logits, weight)?;
             self.optimizers()?.discriminator.backward_step(&loss)?;
@@ -305,7 +312,10 @@ impl GanEm {
         }
         // G reuses the last generated batch: its graph is still valid since G is unchanged.
         let (images, classes) = fake.expect("at least one D step");
-        let logits = self.discriminator.forward(&images, Mode::Train)?;
+        // D's weights are constants of G's update: their gradients would go unused.
+        let logits = self
+            .discriminator
+            .forward(&images, Mode::Train, Weights::Fixed)?;
         let loss = generator_loss(&logits, &self.one_hot(&classes)?, self.spec.generator_loss)?;
         self.optimizers()?.generator.backward_step(&loss)?;
         if self.spec.generator_weight_clip > 0.0 {
@@ -335,13 +345,13 @@ impl GanEm {
         let input = self.generator_input(&classes)?;
         let images = self
             .generator
-            .forward(&input, self.e_step_generator_mode())?
+            .forward(&input, self.e_step_generator_mode(), Weights::Fixed)?
             .detach();
         let enet_mode = match self.spec.enet_batch_norm {
             EnetBatchNorm::Frozen => Mode::Eval,
             EnetBatchNorm::Batch | EnetBatchNorm::Running => Mode::Train,
         };
-        let logits = self.enet.forward(&images, enet_mode)?;
+        let logits = self.enet.forward(&images, enet_mode, Weights::Train)?;
         let targets = Tensor::from_vec(classes, batch, &self.device)?;
         let loss = enet_loss(&logits, &targets)?;
         self.optimizers()?.enet.backward_step(&loss)?;
@@ -459,7 +469,7 @@ impl GanEm {
         let input = input?;
         Ok(self
             .generator
-            .forward(&input, self.e_step_generator_mode())?
+            .forward(&input, self.e_step_generator_mode(), Weights::Fixed)?
             .detach())
     }
 

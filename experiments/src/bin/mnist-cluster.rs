@@ -134,12 +134,14 @@ fn main() -> Result<()> {
         println!("resumed at EM iteration {}", model.iteration);
     }
     println!(
-        "GAN-EM on MNIST: K = {}, profile {}, seed {}, {} training / {} test images",
+        "GAN-EM on MNIST: K = {}, profile {}, seed {}, {} training / {} test images, \
+         matrix products by {}",
         args.k,
         args.profile,
         args.seed,
         train.len(),
-        test.len()
+        test.len(),
+        ganem_core::ops::gemm_backend()
     );
     let started = Instant::now();
     let mut bars = Bars::new();

@@ -6,7 +6,8 @@ use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::ops::{
-    custom_kernels, BatchNormTrain, BatchStats, Col2Im, Im2Col, LeakyRelu, PatchGeometry,
+    custom_kernels, BatchNormOp, BatchStatistics, Conv2dOp, ConvTranspose2dOp, LeakyRelu, MatMulOp,
+    PatchGeometry,
 };
 
 /// The trainable and running-statistic tensors of one network, by name.
@@ -128,6 +129,25 @@ impl Activation {
 
 const INIT_STD: f32 = 0.02;
 
+/// Whether a forward pass makes the layers' weights part of the gradient graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// Gradients reach the weights: the network is being trained.
+    Train,
+    /// The weights are constants of this pass and gradients reach only its input, as in G's
+    /// update through D: D's weight gradients, a third of D's backward pass, are not computed.
+    Fixed,
+}
+
+impl Weights {
+    fn of(self, var: &Var) -> Tensor {
+        match self {
+            Weights::Train => var.as_tensor().clone(),
+            Weights::Fixed => var.as_detached_tensor(),
+        }
+    }
+}
+
 /// Square-kernel convolution on NHWC input. No bias: every convolution here feeds BatchNorm.
 pub struct Conv2d {
     /// `(kernel * kernel * in_channels, out_channels)`, rows ordered (ky, kx, channel).
@@ -163,8 +183,17 @@ impl Conv2d {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, weights: Weights) -> Result<Tensor> {
         let (batch, height, width, channels) = x.dims4()?;
+        if channels != self.in_channels {
+            candle_core::bail!(
+                "conv: {channels} input channels, expected {}",
+                self.in_channels
+            );
+        }
+        if !custom_kernels(x.device()) {
+            return self.forward_reference(x, weights);
+        }
         let geometry = PatchGeometry {
             batch,
             height,
@@ -174,22 +203,15 @@ impl Conv2d {
             stride: self.stride,
             padding: self.padding,
         };
-        let (gh, gw) = (geometry.grid_height(), geometry.grid_width());
-        if !custom_kernels(x.device()) {
-            return self.forward_reference(x);
-        }
         x.contiguous()?
-            .apply_op1(Im2Col(geometry))?
-            .matmul(self.weight.as_tensor())?
-            .reshape((batch, gh, gw, self.out_channels))
+            .apply_op2(&weights.of(&self.weight), Conv2dOp(geometry))
     }
 
     /// candle's own convolution (NCHW), for other devices and as the tests' reference.
-    pub fn forward_reference(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward_reference(&self, x: &Tensor, weights: Weights) -> Result<Tensor> {
         let k = self.kernel;
-        let kernel = self
-            .weight
-            .as_tensor()
+        let kernel = weights
+            .of(&self.weight)
             .reshape((k, k, self.in_channels, self.out_channels))?
             .permute((3, 2, 0, 1))?
             .contiguous()?;
@@ -244,9 +266,9 @@ impl ConvTranspose2d {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, weights: Weights) -> Result<Tensor> {
         let out = if custom_kernels(x.device()) {
-            let (batch, height, width, channels) = x.dims4()?;
+            let (batch, height, width, _) = x.dims4()?;
             let geometry = PatchGeometry {
                 batch,
                 height: (height - 1) * self.stride + self.kernel - 2 * self.padding,
@@ -256,24 +278,22 @@ impl ConvTranspose2d {
                 stride: self.stride,
                 padding: self.padding,
             };
-            x.reshape((batch * height * width, channels))?
-                .matmul(self.weight.as_tensor())?
-                .apply_op1(Col2Im(geometry))?
+            x.contiguous()?
+                .apply_op2(&weights.of(&self.weight), ConvTranspose2dOp(geometry))?
         } else {
-            self.forward_reference_unbiased(x)?
+            self.forward_reference_unbiased(x, weights)?
         };
         match &self.bias {
-            Some(b) => out.broadcast_add(b.as_tensor()),
+            Some(b) => out.broadcast_add(&weights.of(b)),
             None => Ok(out),
         }
     }
 
     /// candle's own transposed convolution (NCHW), without the bias.
-    pub fn forward_reference_unbiased(&self, x: &Tensor) -> Result<Tensor> {
+    pub fn forward_reference_unbiased(&self, x: &Tensor, weights: Weights) -> Result<Tensor> {
         let k = self.kernel;
-        let kernel = self
-            .weight
-            .as_tensor()
+        let kernel = weights
+            .of(&self.weight)
             .reshape((self.in_channels, k, k, self.out_channels))?
             .permute((0, 3, 1, 2))?
             .contiguous()?;
@@ -309,10 +329,15 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(self.weight.as_tensor())?;
+    pub fn forward(&self, x: &Tensor, weights: Weights) -> Result<Tensor> {
+        let weight = weights.of(&self.weight);
+        let y = if custom_kernels(x.device()) {
+            x.contiguous()?.apply_op2(&weight, MatMulOp)?
+        } else {
+            x.matmul(&weight)?
+        };
         match &self.bias {
-            Some(b) => y.broadcast_add(b.as_tensor()),
+            Some(b) => y.broadcast_add(&weights.of(b)),
             None => Ok(y),
         }
     }
@@ -353,32 +378,50 @@ impl BatchNorm {
 
     /// Normalises `x` over all but its last dimension, then applies `activation` (in the same
     /// kernel where the CPU kernels serve it).
-    pub fn forward(&self, x: &Tensor, mode: Mode, activation: Activation) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        activation: Activation,
+        weights: Weights,
+    ) -> Result<Tensor> {
         let fusable = activation == Activation::Identity || activation.leaky_slope().is_some();
-        if mode != Mode::Eval && custom_kernels(x.device()) && fusable {
-            let channels = x.dim(D::Minus1)?;
-            let rows = x.reshape(((), channels))?.contiguous()?;
-            if mode == Mode::Train {
-                let stats = rows.detach().apply_op1_no_bwd(&BatchStats)?;
-                self.update_running(&stats.get(0)?, &stats.get(1)?, rows.dim(0)?)?;
-            }
-            let op = BatchNormTrain {
-                eps: BN_EPS as f32,
-                activation_slope: activation.leaky_slope(),
-            };
-            let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
-            return rows.apply_op3(gamma, beta, op)?.reshape(x.shape());
+        if !(custom_kernels(x.device()) && fusable) {
+            return activation.apply(&self.normalise(x, mode, weights)?);
         }
-        activation.apply(&self.normalise(x, mode)?)
+        let (eps, slope) = (BN_EPS as f32, activation.leaky_slope());
+        let op = match mode {
+            Mode::Train | Mode::BatchStats => BatchNormOp::batch(eps, slope),
+            Mode::Eval => BatchNormOp::fixed(
+                eps,
+                slope,
+                BatchStatistics {
+                    mean: self.running_mean.as_tensor().to_vec1()?,
+                    var: self.running_var.as_tensor().to_vec1()?,
+                },
+            ),
+        };
+        let (gamma, beta) = (weights.of(&self.gamma), weights.of(&self.beta));
+        let y = x.contiguous()?.apply_op3(&gamma, &beta, op.clone())?;
+        if mode == Mode::Train {
+            let stats = op
+                .statistics()
+                .ok_or_else(|| candle_core::Error::Msg("batch norm ran no forward pass".into()))?;
+            let channels = stats.mean.len();
+            let count = x.elem_count() / channels.max(1);
+            let tensor = |v: Vec<f32>| Tensor::from_vec(v, channels, x.device());
+            self.update_running(&tensor(stats.mean)?, &tensor(stats.var)?, count)?;
+        }
+        Ok(y)
     }
 
     /// Batch normalisation with candle's own ops.
-    fn normalise(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn normalise(&self, x: &Tensor, mode: Mode, weights: Weights) -> Result<Tensor> {
         let shape = x.shape().clone();
         let channels = x.dim(D::Minus1)?;
         let rows = x.reshape(((), channels))?;
         let count = rows.dim(0)?;
-        let (gamma, beta) = (self.gamma.as_tensor(), self.beta.as_tensor());
+        let (gamma, beta) = (&weights.of(&self.gamma), &weights.of(&self.beta));
         let (mean, var) = if mode != Mode::Eval {
             let mean = rows.mean_keepdim(0)?;
             let var = rows.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;

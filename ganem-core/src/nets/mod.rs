@@ -7,7 +7,7 @@ use candle_core::{Device, Result, Tensor};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-pub use layers::{Activation, Mode, Params};
+pub use layers::{Activation, Mode, Params, Weights};
 use layers::{BatchNorm, Conv2d, ConvTranspose2d, Linear};
 
 /// Shape of the networks. Defaults are the paper's MNIST networks (Table 4, App. B.1).
@@ -209,21 +209,22 @@ impl Generator {
     }
 
     /// `input`: `(B, noise_dim + K)`, noise then one-hot class. Returns `(B, H, W, C)`.
-    pub fn forward(&self, input: &Tensor, mode: Mode) -> Result<Tensor> {
+    pub fn forward(&self, input: &Tensor, mode: Mode, weights: Weights) -> Result<Tensor> {
+        let act = self.activation;
         let mut x = input.clone();
         if let Some((fc, bn)) = &self.input_fc {
-            x = bn.forward(&fc.forward(&x)?, mode, self.activation)?;
+            x = bn.forward(&fc.forward(&x, weights)?, mode, act, weights)?;
         }
         let batch = x.dim(0)?;
         let (h, w) = self.base_side;
         x = self
             .base_bn
-            .forward(&self.base_fc.forward(&x)?, mode, self.activation)?
+            .forward(&self.base_fc.forward(&x, weights)?, mode, act, weights)?
             .reshape((batch, h, w, self.base_channels))?;
         for (deconv, bn) in &self.hidden {
-            x = bn.forward(&deconv.forward(&x)?, mode, self.activation)?;
+            x = bn.forward(&deconv.forward(&x, weights)?, mode, act, weights)?;
         }
-        Activation::Sigmoid.apply(&self.output.forward(&x)?)
+        Activation::Sigmoid.apply(&self.output.forward(&x, weights)?)
     }
 }
 
@@ -299,20 +300,23 @@ impl Classifier {
     }
 
     /// `images`: `(B, H, W, C)` in [0, 1]. Returns logits `(B, outputs)`.
-    pub fn forward(&self, images: &Tensor, mode: Mode) -> Result<Tensor> {
+    pub fn forward(&self, images: &Tensor, mode: Mode, weights: Weights) -> Result<Tensor> {
         let mut x = images.clone();
         for (conv, bn) in &self.convs {
-            x = conv.forward(&x)?;
+            x = conv.forward(&x, weights)?;
             x = match bn {
-                Some(bn) => bn.forward(&x, mode, Activation::LeakyRelu)?,
+                Some(bn) => bn.forward(&x, mode, Activation::LeakyRelu, weights)?,
                 None => Activation::LeakyRelu.apply(&x)?,
             };
         }
         let x = x.flatten_from(1)?;
-        let x = self
-            .fc_bn
-            .forward(&self.fc.forward(&x)?, mode, Activation::LeakyRelu)?;
-        self.head.forward(&x)
+        let x = self.fc_bn.forward(
+            &self.fc.forward(&x, weights)?,
+            mode,
+            Activation::LeakyRelu,
+            weights,
+        )?;
+        self.head.forward(&x, weights)
     }
 
     /// Logits for many images, in batches, without building a graph; `mode` is `Eval` or
@@ -322,7 +326,8 @@ impl Classifier {
         let mut out = Vec::with_capacity(n.div_ceil(batch));
         for start in (0..n).step_by(batch) {
             let len = batch.min(n - start);
-            out.push(self.forward(&images.narrow(0, start, len)?, mode)?.detach());
+            let batch = images.narrow(0, start, len)?;
+            out.push(self.forward(&batch, mode, Weights::Fixed)?.detach());
         }
         Tensor::cat(&out, 0)
     }
@@ -391,8 +396,8 @@ mod tests {
             let conv = Conv2d::new(&mut p, "c", c_in, c_out, 4, 2, 1, &mut rng()).unwrap();
             let w = p.trainable()[0].clone();
             check_against_reference(
-                |x| conv.forward(x).unwrap(),
-                |x| conv.forward_reference(x).unwrap(),
+                |x| conv.forward(x, Weights::Train).unwrap(),
+                |x| conv.forward_reference(x, Weights::Train).unwrap(),
                 &random(&[3, h, h, c_in], 1),
                 &w,
             );
@@ -407,28 +412,123 @@ mod tests {
                 ConvTranspose2d::new(&mut p, "d", c_in, c_out, 4, 2, 1, false, &mut rng()).unwrap();
             let w = p.trainable()[0].clone();
             check_against_reference(
-                |x| deconv.forward(x).unwrap(),
-                |x| deconv.forward_reference_unbiased(x).unwrap(),
+                |x| deconv.forward(x, Weights::Train).unwrap(),
+                |x| {
+                    deconv
+                        .forward_reference_unbiased(x, Weights::Train)
+                        .unwrap()
+                },
                 &random(&[3, h, h, c_in], 2),
                 &w,
             );
         }
     }
 
+    /// Table 4's networks at a quarter of their width: quick, every layer kind present.
+    fn quarter_width() -> NetSpec {
+        NetSpec {
+            width: 0.25,
+            ..NetSpec::default()
+        }
+    }
+
+    #[test]
+    fn fixed_weights_give_the_same_input_gradient_and_no_weight_gradients() {
+        let (spec, image) = (quarter_width(), crate::data::mnist::SHAPE);
+        let d = Classifier::new(&spec, image, 11, "d", &Device::Cpu, &mut rng()).unwrap();
+        let x = Var::from_tensor(&random(&[6, 28, 28, 1], 4)).unwrap();
+        let probe = random(&[6, 11], 5);
+        let run = |weights| {
+            let y = d.forward(x.as_tensor(), Mode::BatchStats, weights).unwrap();
+            let grads = (&y * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let dx = grads.get(x.as_tensor()).unwrap().clone();
+            let weight_grads = d
+                .params
+                .trainable()
+                .iter()
+                .filter(|v| grads.get(v.as_tensor()).is_some())
+                .count();
+            (y, dx, weight_grads)
+        };
+        let (y_train, dx_train, n_train) = run(Weights::Train);
+        let (y_fixed, dx_fixed, n_fixed) = run(Weights::Fixed);
+        assert!(max_rel_diff(&y_fixed, &y_train) < 1e-6);
+        assert!(max_rel_diff(&dx_fixed, &dx_train) < 1e-5);
+        assert_eq!(n_train, d.params.trainable().len());
+        assert_eq!(n_fixed, 0);
+    }
+
+    #[test]
+    fn networks_on_the_custom_kernels_match_candles_own_ops() {
+        // A D update (real and generated batch) and a G update through D with D's weights
+        // fixed, as the EM loop runs them: every parameter's gradient on this module's
+        // kernels against candle's own ops (and D's weights kept in the graph).
+        let (spec, image) = (quarter_width(), crate::data::mnist::SHAPE);
+        let g = Generator::new(&spec, image, 10, &Device::Cpu, &mut rng()).unwrap();
+        let d = Classifier::new(&spec, image, 11, "d", &Device::Cpu, &mut rng()).unwrap();
+        let (z, real) = (random(&[8, 72], 6), random(&[8, 28, 28, 1], 7));
+        let (probe_real, probe_fake) = (random(&[8, 11], 8), random(&[8, 11], 9));
+        let weighted_sum = |t: &Tensor, p: &Tensor| (t * p).unwrap().sum_all().unwrap();
+        let gradients = |reference: bool| {
+            crate::ops::use_reference_ops(reference);
+            let fixed = if reference {
+                Weights::Train
+            } else {
+                Weights::Fixed
+            };
+            let fake = g.forward(&z, Mode::Train, Weights::Train).unwrap();
+            let real_logits = d.forward(&real, Mode::Train, Weights::Train).unwrap();
+            let fake_logits = d
+                .forward(&fake.detach(), Mode::Train, Weights::Train)
+                .unwrap();
+            let loss_d = (weighted_sum(&real_logits, &probe_real)
+                + weighted_sum(&fake_logits, &probe_fake))
+            .unwrap();
+            let loss_g = weighted_sum(&d.forward(&fake, Mode::Train, fixed).unwrap(), &probe_real);
+            let (grads_d, grads_g) = (loss_d.backward().unwrap(), loss_g.backward().unwrap());
+            crate::ops::use_reference_ops(false);
+            let of = |params: &Params, grads: &candle_core::backprop::GradStore| {
+                params
+                    .trainable()
+                    .iter()
+                    .map(|v| grads.get(v.as_tensor()).unwrap().clone())
+                    .collect::<Vec<_>>()
+            };
+            (of(&d.params, &grads_d), of(&g.params, &grads_g))
+        };
+        let (ours, reference) = (gradients(false), gradients(true));
+        for (a, b) in ours
+            .0
+            .iter()
+            .chain(&ours.1)
+            .zip(reference.0.iter().chain(&reference.1))
+        {
+            let diff = max_rel_diff(a, b);
+            assert!(
+                diff < 1e-3,
+                "gradient of a {:?} parameter differs by {diff}",
+                a.dims()
+            );
+        }
+    }
+
     #[test]
     fn mnist_networks_have_the_papers_shapes() {
-        let spec = NetSpec::default();
-        let image = ImageShape {
-            height: 28,
-            width: 28,
-            channels: 1,
-        };
+        let (spec, image) = (NetSpec::default(), crate::data::mnist::SHAPE);
         let g = Generator::new(&spec, image, 10, &Device::Cpu, &mut rng()).unwrap();
         let d = Classifier::new(&spec, image, 11, "d", &Device::Cpu, &mut rng()).unwrap();
         let z = random(&[5, 72], 3);
-        let x = g.forward(&z, Mode::Train).unwrap();
+        let x = g.forward(&z, Mode::Train, Weights::Train).unwrap();
         assert_eq!(x.dims(), &[5, 28, 28, 1]);
-        assert_eq!(d.forward(&x, Mode::Train).unwrap().dims(), &[5, 11]);
+        assert_eq!(
+            d.forward(&x, Mode::Train, Weights::Train).unwrap().dims(),
+            &[5, 11]
+        );
         // FC 72 -> 6272 is the generator's first layer; D's FC reads 256 x 3 x 3.
         let has_weight =
             |params: &Params, dims: &[usize]| params.trainable().iter().any(|v| v.dims() == dims);
