@@ -336,27 +336,12 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::testing::{max_rel_diff, random};
     use candle_core::Var;
     use rand::SeedableRng;
 
     fn rng() -> rand_chacha::ChaCha8Rng {
         rand_chacha::ChaCha8Rng::seed_from_u64(7)
-    }
-
-    fn random(shape: &[usize], seed: u64) -> Tensor {
-        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| r.gen_range(-1.0..1.0)).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
-        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
-        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
-        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-        a.iter()
-            .zip(&b)
-            .fold(0f32, |m, (x, y)| m.max((x - y).abs() / scale))
     }
 
     /// Forward and all gradients of a layer on the custom CPU path against candle's reference.

@@ -252,6 +252,19 @@ impl CustomOp3 for BatchNormOp {
     }
 }
 
+/// Of one element: the gradient before the activation (from the sign of the recomputed
+/// pre-activation) and the normalised value; `channel` is (scale, shift, inv_std, centre).
+#[inline(always)]
+fn dz_and_xhat(x: f32, dy: f32, channel: (f32, f32, f32, f32), slope: f32) -> (f32, f32) {
+    let (scale, shift, inv_std, centre) = channel;
+    let dz = if x * scale + shift > 0.0 {
+        dy
+    } else {
+        dy * slope
+    };
+    (dz, x * inv_std + centre)
+}
+
 // The row kernels below are plain functions over equal-length slices, with every scalar
 // passed by value, so that the compiler drops the bounds checks and vectorises them.
 
@@ -283,9 +296,8 @@ impl RowCoefficients<'_> {
         let (scale, shift) = (&self.scale[..c], &self.shift[..c]);
         let (inv_std, centre, slope) = (&self.inv_std[..c], &self.centre[..c], self.slope);
         for j in 0..c {
-            let active = x[j] * scale[j] + shift[j] > 0.0;
-            let dz = if active { dy[j] } else { dy[j] * slope };
-            let xhat = x[j] * inv_std[j] + centre[j];
+            let channel = (scale[j], shift[j], inv_std[j], centre[j]);
+            let (dz, xhat) = dz_and_xhat(x[j], dy[j], channel, slope);
             sum_dz[j] += dz as f64;
             sum_dz_xhat[j] += (dz * xhat) as f64;
         }
@@ -305,9 +317,8 @@ impl RowCoefficients<'_> {
         let (scale, shift) = (&self.scale[..c], &self.shift[..c]);
         let (inv_std, centre, slope) = (&self.inv_std[..c], &self.centre[..c], self.slope);
         for j in 0..c {
-            let active = x[j] * scale[j] + shift[j] > 0.0;
-            let dz = if active { dy[j] } else { dy[j] * slope };
-            let xhat = x[j] * inv_std[j] + centre[j];
+            let channel = (scale[j], shift[j], inv_std[j], centre[j]);
+            let (dz, xhat) = dz_and_xhat(x[j], dy[j], channel, slope);
             out[j] = scale[j] * (dz - mean_dz[j] - xhat * mean_dz_xhat[j]);
         }
     }

@@ -83,9 +83,9 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
-/// Test helpers shared by the kernels' tests.
+/// Test helpers shared by the kernels' and the layers' tests.
 #[cfg(test)]
-mod testing {
+pub(crate) mod testing {
     use candle_core::{Device, Tensor};
 
     pub fn random(shape: &[usize], seed: u64) -> Tensor {
