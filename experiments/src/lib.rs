@@ -1,4 +1,8 @@
-//! Shared plumbing of the experiment binaries: profiles, progress bars, result files.
+//! Shared plumbing of the experiment binaries: profiles, progress bars, result files, runs
+//! over seeds and their summaries.
+
+pub mod provenance;
+pub mod runs;
 
 use std::path::{Path, PathBuf};
 
@@ -26,33 +30,110 @@ const BUILTIN_PROFILES: &[(&str, &str, &str)] = &[
     ),
     (
         "mnist-cluster",
+        "fast-v1",
+        include_str!("../../configs/mnist-cluster/fast-v1.toml"),
+    ),
+    (
+        "mnist-cluster",
         "ci",
         include_str!("../../configs/mnist-cluster/ci.toml"),
     ),
 ];
 
-/// Loads `name` as a built-in profile of `experiment`, or as a path to a TOML file.
-pub fn load_profile(experiment: &str, name: &str) -> Result<Profile> {
-    if let Some((_, _, text)) = BUILTIN_PROFILES
+/// A profile as a run uses it: its settings and the label its results are filed under (the
+/// name, plus the overrides in brackets).
+pub struct LoadedProfile {
+    pub profile: Profile,
+    pub label: String,
+}
+
+/// Loads `name` as a built-in profile of `experiment`, or as a path to a TOML file, and
+/// applies `overrides` (`section.key=value`, the value in TOML syntax, a bare word read as a
+/// string), then checks every setting.
+pub fn load_profile(experiment: &str, name: &str, overrides: &[String]) -> Result<LoadedProfile> {
+    let (text, origin) = if let Some((_, _, text)) = BUILTIN_PROFILES
         .iter()
         .find(|(e, n, _)| *e == experiment && *n == name)
     {
-        let origin = PathBuf::from(format!("configs/{experiment}/{name}.toml"));
-        return Ok(Profile::from_toml(text, &origin)?);
+        (
+            text.to_string(),
+            PathBuf::from(format!("configs/{experiment}/{name}.toml")),
+        )
+    } else if Path::new(name).is_file() {
+        let text = std::fs::read_to_string(name).with_context(|| format!("reading {name}"))?;
+        (text, PathBuf::from(name))
+    } else {
+        let known: Vec<&str> = BUILTIN_PROFILES
+            .iter()
+            .filter(|(e, _, _)| *e == experiment)
+            .map(|(_, n, _)| *n)
+            .collect();
+        anyhow::bail!(
+            "unknown profile '{name}': use one of {} or a path to a TOML file",
+            known.join(", ")
+        )
+    };
+    if overrides.is_empty() {
+        let profile = Profile::from_toml(&text, &origin)?;
+        return Ok(LoadedProfile {
+            profile,
+            label: name.to_string(),
+        });
     }
-    let path = Path::new(name);
-    if path.is_file() {
-        return Ok(Profile::from_file(path)?);
+    let mut table: toml::Table = toml::from_str(&text)
+        .with_context(|| format!("configuration {}", origin.display()))?;
+    for setting in overrides {
+        apply_override(&mut table, setting)?;
     }
-    let known: Vec<&str> = BUILTIN_PROFILES
-        .iter()
-        .filter(|(e, _, _)| *e == experiment)
-        .map(|(_, n, _)| *n)
-        .collect();
-    anyhow::bail!(
-        "unknown profile '{name}': use one of {} or a path to a TOML file",
-        known.join(", ")
-    )
+    let profile = Profile::from_toml(&toml::to_string(&table)?, &origin)
+        .with_context(|| format!("with --set {}", overrides.join(" --set ")))?;
+    Ok(LoadedProfile {
+        profile,
+        label: format!("{name}[{}]", overrides.join(",")),
+    })
+}
+
+fn apply_override(table: &mut toml::Table, setting: &str) -> Result<()> {
+    let (path, value) = setting
+        .split_once('=')
+        .with_context(|| format!("--set '{setting}' is not of the form section.key=value"))?;
+    let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(value.trim().to_string()),
+    };
+    let keys: Vec<&str> = path.trim().split('.').collect();
+    let (last, sections) = keys.split_last().expect("split yields one part");
+    let mut current = table;
+    for key in sections {
+        current = current
+            .entry(key.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .with_context(|| format!("--set '{setting}': '{key}' is not a section"))?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// Fails when `needed` bytes are more than the machine has available now, naming both.
+pub fn check_memory(what: &str, needed: u64) -> Result<()> {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        });
+    if let Some(available) = available {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        anyhow::ensure!(
+            needed <= available,
+            "{what} needs about {:.1} GiB of memory but this machine has {:.1} GiB available",
+            gib(needed),
+            gib(available)
+        );
+    }
+    Ok(())
 }
 
 /// Progress bars on standard error (hidden when it is not a terminal).
@@ -151,4 +232,31 @@ pub fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> 
         .enumerate()
         .map(|(i, r)| r.with_context(|| format!("{}: row {}", path.display(), i + 1)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_change_one_setting_and_name_the_run() {
+        let base = load_profile("mnist-cluster", "fast", &[]).unwrap();
+        let sets = ["em.enet_batch_norm=batch".to_string(), "em.lr_decay=0.9".into()];
+        let changed = load_profile("mnist-cluster", "fast", &sets).unwrap();
+        assert_eq!(changed.label, "fast[em.enet_batch_norm=batch,em.lr_decay=0.9]");
+        assert_eq!(
+            changed.profile.em.enet_batch_norm,
+            ganem_core::em::EnetBatchNorm::Batch
+        );
+        assert_eq!(changed.profile.em.lr_decay, 0.9);
+        let mut expected = base.profile.clone();
+        expected.em.enet_batch_norm = ganem_core::em::EnetBatchNorm::Batch;
+        expected.em.lr_decay = 0.9;
+        assert_eq!(changed.profile, expected);
+        let bad = load_profile("mnist-cluster", "fast", &["em.lr_decay=2.0".into()]);
+        let message = format!("{:#}", bad.err().unwrap());
+        assert!(message.contains("em.lr_decay = 2"), "{message}");
+        let unknown = load_profile("mnist-cluster", "fast", &["em.bogus=1".into()]);
+        assert!(format!("{:#}", unknown.err().unwrap()).contains("bogus"));
+    }
 }

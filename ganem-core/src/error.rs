@@ -17,6 +17,16 @@ pub enum Error {
     Config { path: PathBuf, message: String },
     #[error("invalid setting: {0}")]
     Invalid(String),
+    /// Training produced a loss that is not finite or whose magnitude passed the limit.
+    #[error(
+        "the run diverged in EM iteration {iteration}: {loss} = {value} (limit: finite, |loss| <= {limit})"
+    )]
+    Diverged {
+        iteration: usize,
+        loss: &'static str,
+        value: f64,
+        limit: f64,
+    },
     #[error("could not download {what}: {message}")]
     Download { what: String, message: String },
     #[error(transparent)]

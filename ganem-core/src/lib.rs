@@ -14,6 +14,7 @@ pub mod nets;
 pub mod ops;
 pub mod optim;
 pub mod report;
+pub mod summary;
 
 pub use error::{Error, Result};
 

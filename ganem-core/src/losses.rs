@@ -32,13 +32,15 @@ fn split_units(logits: &Tensor) -> Result<(Tensor, Tensor)> {
 
 /// L_D of Eq. 2, written as the quantity D minimises (the paper prints the log-likelihood
 /// that D maximises): for real images, `-sum_i w_i log D_i(x)`; for generated images,
-/// `-sum_i log(1 - D_i(G(z, c)))`; plus `extra_unit_weight` times the binary cross-entropy of
-/// the extra unit (real = 1, fake = 0). Averaged over each batch.
+/// `-sum_i log(1 - D_i(G(z, c)))`; plus the binary cross-entropy of the extra unit (real = 1,
+/// fake = 0), its real images' term weighted by `real_extra_weight` and its generated
+/// images' term by `fake_extra_weight`. Averaged over each batch.
 pub fn discriminator_loss(
     real_logits: &Tensor,
     soft_assignments: &Tensor,
     fake_logits: &Tensor,
-    extra_unit_weight: f64,
+    real_extra_weight: f64,
+    fake_extra_weight: f64,
 ) -> Result<Tensor> {
     let (real_classes, real_extra) = split_units(real_logits)?;
     let (fake_classes, fake_extra) = split_units(fake_logits)?;
@@ -46,10 +48,11 @@ pub fn discriminator_loss(
     let real = (softplus(&real_classes.neg()?)? * soft_assignments)?.sum(1)?;
     let fake = softplus(&fake_classes)?.sum(1)?;
     let mut loss = (real.mean(0)? + fake.mean(0)?)?;
-    if extra_unit_weight != 0.0 {
-        let extra =
-            (softplus(&real_extra.neg()?)?.mean_all()? + softplus(&fake_extra)?.mean_all()?)?;
-        loss = (loss + (extra * extra_unit_weight)?)?;
+    if real_extra_weight != 0.0 {
+        loss = (loss + (softplus(&real_extra.neg()?)?.mean_all()? * real_extra_weight)?)?;
+    }
+    if fake_extra_weight != 0.0 {
+        loss = (loss + (softplus(&fake_extra)?.mean_all()? * fake_extra_weight)?)?;
     }
     Ok(loss)
 }
@@ -107,14 +110,15 @@ mod tests {
         let fake = t(&[-1.0, 0.5, -2.0], (1, 3));
         let expected_real = -(0.25 * ln_sigmoid(0.0) + 0.75 * ln_sigmoid(2.0));
         let expected_fake = -(ln_sigmoid(1.0) + ln_sigmoid(-0.5));
-        let extra = -(ln_sigmoid(1.0) + ln_sigmoid(2.0));
-        let got = scalar(discriminator_loss(&real, &w, &fake, 0.0).unwrap());
-        assert!(
-            (got - (expected_real + expected_fake)).abs() < 1e-5,
-            "{got}"
-        );
-        let got = scalar(discriminator_loss(&real, &w, &fake, 2.0).unwrap());
-        assert!((got - (expected_real + expected_fake + 2.0 * extra)).abs() < 1e-5);
+        let (extra_real, extra_fake) = (-ln_sigmoid(1.0), -ln_sigmoid(2.0));
+        let expected = expected_real + expected_fake;
+        let got = scalar(discriminator_loss(&real, &w, &fake, 0.0, 0.0).unwrap());
+        assert!((got - expected).abs() < 1e-5, "{got}");
+        let got = scalar(discriminator_loss(&real, &w, &fake, 2.0, 2.0).unwrap());
+        assert!((got - (expected + 2.0 * (extra_real + extra_fake))).abs() < 1e-5);
+        // The authors' code: weight 2 on the real images' term only.
+        let got = scalar(discriminator_loss(&real, &w, &fake, 2.0, 1.0).unwrap());
+        assert!((got - (expected + 2.0 * extra_real + extra_fake)).abs() < 1e-5);
     }
 
     #[test]

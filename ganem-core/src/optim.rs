@@ -75,6 +75,32 @@ pub enum OptimizerSpec {
     },
 }
 
+impl OptimizerSpec {
+    /// Checks every setting's range.
+    pub fn validate(&self) -> std::result::Result<(), crate::config::validate::Violation> {
+        use crate::config::validate;
+        match *self {
+            OptimizerSpec::Rmsprop { lr, alpha } => {
+                validate::positive("optimizer.lr", lr)?;
+                validate::unit_interval_open("optimizer.alpha", alpha)
+            }
+            OptimizerSpec::Adam {
+                lr,
+                beta1,
+                beta2,
+                generator_scale,
+                enet_scale,
+            } => {
+                validate::positive("optimizer.lr", lr)?;
+                validate::unit_interval_open("optimizer.beta1", beta1)?;
+                validate::unit_interval_open("optimizer.beta2", beta2)?;
+                validate::positive("optimizer.generator_scale", generator_scale)?;
+                validate::positive("optimizer.enet_scale", enet_scale)
+            }
+        }
+    }
+}
+
 fn default_alpha() -> f64 {
     0.99
 }

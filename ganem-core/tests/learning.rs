@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use ganem_core::config::Profile;
 use ganem_core::data::{mnist, DataLocation, ImageSet};
-use ganem_core::em::{GanEm, Silent};
+use ganem_core::em::{GanEm, RunIdentity, Silent};
 use ganem_core::metrics::score;
 
 /// Quarter-width MNIST networks and the `fast` profile's training choices.
@@ -15,17 +15,19 @@ const TEST_PROFILE: &str = r#"
 description = "quarter-width MNIST networks for tests"
 [nets]
 width = 0.25
-generator_fc_hidden = 1024
-generator_activation = "relu"
+init = "pytorch"
 [em]
 iterations = 4
 batch_size = 64
 m_step_epochs = 8.0
 e_step_iterations = 100
 e_step_batch_size = 128
-e_step_classes = "even"
+e_step_classes = "prior"
 generator_loss = "bce"
 extra_unit_weight = 2.0
+extra_unit_terms = "real"
+enet_batch_norm = "running"
+e_step_generator_statistics = "running"
 reset_optimizers = true
 [optimizer]
 kind = "adam"
@@ -98,11 +100,25 @@ fn resumed_run_matches_uninterrupted_run() {
     let mut straight = GanEm::new(&p, 2, mnist::SHAPE, train.len(), 5, &Device::Cpu).unwrap();
     straight.step(&train, &mut Silent).unwrap();
     let dir = std::env::temp_dir().join(format!("ganem-resume-{}", std::process::id()));
-    straight.save(&dir).unwrap();
+    let identity = RunIdentity {
+        dataset: "mnist-0-1".into(),
+        clusters: 2,
+        profile: "TEST_PROFILE".into(),
+        profile_hash: p.fingerprint(),
+        seed: 5,
+    };
+    straight.save(&dir, &identity).unwrap();
     straight.step(&train, &mut Silent).unwrap();
 
     let mut resumed = GanEm::new(&p, 2, mnist::SHAPE, train.len(), 5, &Device::Cpu).unwrap();
-    resumed.resume(&dir, &train).unwrap();
+    // A checkpoint of another run is refused, saying what differs.
+    let other = RunIdentity {
+        seed: 6,
+        ..identity.clone()
+    };
+    let refused = resumed.resume(&dir, &other, &train).unwrap_err().to_string();
+    assert!(refused.contains("seed: the checkpoint has 5, this run 6"), "{refused}");
+    resumed.resume(&dir, &identity, &train).unwrap();
     assert_eq!(resumed.iteration, 1);
     resumed.step(&train, &mut Silent).unwrap();
     let a: Vec<Vec<f32>> = straight.soft_assignments.to_vec2().unwrap();

@@ -162,7 +162,7 @@ fn time_rows(args: &Args, profile: &Profile) -> Result<Vec<(String, f64, f64)>> 
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let mut profile = load_profile("mnist-cluster", "fast")?;
+    let mut profile = load_profile("mnist-cluster", "fast", &[])?.profile;
     profile.nets.width = args.width;
     profile.nets.generator_fc_hidden = 0;
     profile.nets.generator_activation = ganem_core::nets::Activation::LeakyRelu;

@@ -18,15 +18,70 @@ pub struct Params {
     map: VarMap,
     trainable: Vec<Var>,
     device: Device,
+    init: Init,
+}
+
+/// How a network's weights and biases are first drawn (the paper does not say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// Weights from N(0, 0.02^2), biases 0: the DCGAN initialisation.
+    #[default]
+    Dcgan,
+    /// PyTorch's defaults for its layers (the authors' code and the reference probe): weights
+    /// and biases from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), with PyTorch's fan-in.
+    Pytorch,
 }
 
 impl Params {
+    /// An empty parameter set whose layers are initialised the DCGAN way.
     pub fn new(device: &Device) -> Self {
+        Self::with_init(device, Init::Dcgan)
+    }
+
+    pub fn with_init(device: &Device, init: Init) -> Self {
         Self {
             map: VarMap::new(),
             trainable: Vec::new(),
             device: device.clone(),
+            init,
         }
+    }
+
+    /// A layer's weight, drawn by the set's [`Init`]; `fan_in` as PyTorch counts it.
+    fn weight(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        fan_in: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Var> {
+        match self.init {
+            Init::Dcgan => self.normal(name, shape, INIT_STD, rng),
+            Init::Pytorch => self.uniform(name, shape, fan_in, rng),
+        }
+    }
+
+    /// A layer's bias, drawn by the set's [`Init`].
+    fn bias(&mut self, name: &str, len: usize, fan_in: usize, rng: &mut impl Rng) -> Result<Var> {
+        match self.init {
+            Init::Dcgan => self.constant(name, len, 0.0, true),
+            Init::Pytorch => self.uniform(name, &[len], fan_in, rng),
+        }
+    }
+
+    fn uniform(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        fan_in: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Var> {
+        let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| rng.gen_range(-bound..bound)).collect();
+        let t = Tensor::from_vec(values, shape, &self.device)?;
+        self.insert(name, t, true)
     }
 
     fn insert(&mut self, name: &str, tensor: Tensor, trainable: bool) -> Result<Var> {
@@ -172,7 +227,8 @@ impl Conv2d {
         rng: &mut impl Rng,
     ) -> Result<Self> {
         let shape = [kernel * kernel * in_channels, out_channels];
-        let weight = params.normal(&format!("{name}.weight"), &shape, INIT_STD, rng)?;
+        let fan_in = kernel * kernel * in_channels;
+        let weight = params.weight(&format!("{name}.weight"), &shape, fan_in, rng)?;
         Ok(Self {
             weight,
             in_channels,
@@ -249,9 +305,11 @@ impl ConvTranspose2d {
         rng: &mut impl Rng,
     ) -> Result<Self> {
         let shape = [in_channels, kernel * kernel * out_channels];
-        let weight = params.normal(&format!("{name}.weight"), &shape, INIT_STD, rng)?;
+        // PyTorch's fan-in of a transposed convolution counts its output channels.
+        let fan_in = kernel * kernel * out_channels;
+        let weight = params.weight(&format!("{name}.weight"), &shape, fan_in, rng)?;
         let bias = if with_bias {
-            Some(params.constant(&format!("{name}.bias"), out_channels, 0.0, true)?)
+            Some(params.bias(&format!("{name}.bias"), out_channels, fan_in, rng)?)
         } else {
             None
         };
@@ -320,9 +378,9 @@ impl Linear {
         with_bias: bool,
         rng: &mut impl Rng,
     ) -> Result<Self> {
-        let weight = params.normal(&format!("{name}.weight"), &[inputs, outputs], INIT_STD, rng)?;
+        let weight = params.weight(&format!("{name}.weight"), &[inputs, outputs], inputs, rng)?;
         let bias = if with_bias {
-            Some(params.constant(&format!("{name}.bias"), outputs, 0.0, true)?)
+            Some(params.bias(&format!("{name}.bias"), outputs, inputs, rng)?)
         } else {
             None
         };

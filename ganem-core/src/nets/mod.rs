@@ -7,7 +7,7 @@ use candle_core::{Device, Result, Tensor};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-pub use layers::{Activation, Mode, Params, Weights};
+pub use layers::{Activation, Init, Mode, Params, Weights};
 use layers::{BatchNorm, Conv2d, ConvTranspose2d, Linear};
 
 /// Shape of the networks. Defaults are the paper's MNIST networks (Table 4, App. B.1).
@@ -33,6 +33,8 @@ pub struct NetSpec {
     pub generator_deconv_channels: Vec<usize>,
     /// Hidden activation of the generator (the paper: lReLU(0.2); the authors' code: ReLU).
     pub generator_activation: Activation,
+    /// How weights are first drawn (not stated by the paper; DCGAN's N(0, 0.02) by default).
+    pub init: Init,
 }
 
 impl Default for NetSpec {
@@ -47,11 +49,30 @@ impl Default for NetSpec {
             generator_base_channels: 128,
             generator_deconv_channels: vec![64],
             generator_activation: Activation::LeakyRelu,
+            init: Init::Dcgan,
         }
     }
 }
 
 impl NetSpec {
+    /// Checks every setting's range (0 for `generator_fc_hidden` means no such layer).
+    pub fn validate(&self) -> std::result::Result<(), crate::config::validate::Violation> {
+        use crate::config::validate;
+        validate::count("nets.noise_dim", self.noise_dim)?;
+        validate::positive("nets.width", self.width)?;
+        validate::sizes("nets.conv_channels", &self.conv_channels)?;
+        validate::count("nets.fc_hidden", self.fc_hidden)?;
+        validate::count("nets.generator_base_channels", self.generator_base_channels)?;
+        if self.generator_deconv_channels.contains(&0) {
+            return Err(format!(
+                "nets.generator_deconv_channels = {:?} is out of range: each size must be at \
+                 least 1",
+                self.generator_deconv_channels
+            ));
+        }
+        Ok(())
+    }
+
     fn scaled(&self, n: usize) -> usize {
         ((n as f64 * self.width).round() as usize).max(1)
     }
@@ -71,6 +92,60 @@ const PADDING: usize = 1;
 
 fn conv_out(side: usize) -> usize {
     (side + 2 * PADDING - KERNEL) / STRIDE + 1
+}
+
+/// Numbers (f32) a network holds: trainable parameters, and activations per image in one
+/// forward pass (what the memory estimate before a run counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NetSize {
+    pub params: usize,
+    pub activations_per_image: usize,
+}
+
+/// [`NetSize`] of a [`Classifier`] with `outputs` logits.
+pub fn classifier_size(spec: &NetSpec, image: ImageShape, outputs: usize) -> NetSize {
+    let (mut channels, mut h, mut w) = (image.channels, image.height, image.width);
+    let mut size = NetSize::default();
+    for &c in &spec.conv_channels {
+        let c = spec.scaled(c);
+        (h, w) = (conv_out(h), conv_out(w));
+        size.params += KERNEL * KERNEL * channels * c;
+        // The im2col patches and the output.
+        size.activations_per_image += h * w * (KERNEL * KERNEL * channels + c);
+        channels = c;
+    }
+    let hidden = spec.scaled(spec.fc_hidden);
+    size.params += channels * h * w * hidden + hidden * outputs;
+    size.activations_per_image += hidden + outputs;
+    size
+}
+
+/// [`NetSize`] of a [`Generator`] for `classes` classes.
+pub fn generator_size(spec: &NetSpec, image: ImageShape, classes: usize) -> NetSize {
+    let factor = 1usize << (spec.generator_deconv_channels.len() + 1);
+    let (mut h, mut w) = (image.height / factor, image.width / factor);
+    let mut channels = spec.scaled(spec.generator_base_channels);
+    let mut inputs = spec.noise_dim + classes;
+    let mut size = NetSize::default();
+    if spec.generator_fc_hidden > 0 {
+        let hidden = spec.scaled(spec.generator_fc_hidden);
+        size.params += inputs * hidden;
+        size.activations_per_image += hidden;
+        inputs = hidden;
+    }
+    size.params += inputs * channels * h * w;
+    size.activations_per_image += channels * h * w;
+    let outs = spec
+        .generator_deconv_channels
+        .iter()
+        .map(|&c| spec.scaled(c));
+    for c in outs.chain(std::iter::once(image.channels)) {
+        size.params += channels * KERNEL * KERNEL * c;
+        // The column buffer and the output.
+        size.activations_per_image += h * w * KERNEL * KERNEL * c + 4 * h * w * c;
+        (h, w, channels) = (h * STRIDE, w * STRIDE, c);
+    }
+    size
 }
 
 /// Multiply-adds x 2 of one forward pass of one image through [`Classifier`].
@@ -134,7 +209,7 @@ impl Generator {
         device: &Device,
         rng: &mut impl Rng,
     ) -> Result<Self> {
-        let mut params = Params::new(device);
+        let mut params = Params::with_init(device, spec.init);
         let upsamplings = spec.generator_deconv_channels.len() + 1;
         let factor = 1usize << upsamplings;
         if !image.height.is_multiple_of(factor) || !image.width.is_multiple_of(factor) {
@@ -247,7 +322,7 @@ impl Classifier {
         device: &Device,
         rng: &mut impl Rng,
     ) -> Result<Self> {
-        let mut params = Params::new(device);
+        let mut params = Params::with_init(device, spec.init);
         let mut convs = Vec::new();
         let (mut channels, mut h, mut w) = (image.channels, image.height, image.width);
         for (i, &c) in spec.conv_channels.iter().enumerate() {

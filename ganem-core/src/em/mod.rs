@@ -1,7 +1,10 @@
 //! The EM loop of Algorithm 1: the M-step updates phi and trains G and D on the soft
 //! assignments; the E-step trains the E-net on generated images and re-assigns the real ones.
 
-use std::path::Path;
+mod checkpoint;
+pub mod health;
+mod options;
+
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -9,118 +12,21 @@ use rand::distributions::{Distribution, WeightedIndex};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+pub use checkpoint::RunIdentity;
+pub use health::RunStatus;
+pub use options::{
+    ClassSampling, EmSpec, EnetBatchNorm, ExtraUnitTerms, GeneratorBatch, GeneratorStatistics,
+    Noise,
+};
 
 use crate::config::Profile;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
-use crate::losses::{discriminator_loss, enet_loss, generator_loss, GeneratorLoss};
-use crate::nets::{layers::softmax, Classifier, Generator, ImageShape, Mode, NetSpec, Weights};
+use crate::losses::{discriminator_loss, enet_loss, generator_loss};
+use crate::nets::{layers::softmax, Classifier, Generator, ImageShape, Mode, Weights};
 use crate::optim::{Net, NetOptimizer, OptimizerSpec};
-
-/// How the E-step draws the classes of the generated images it trains on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClassSampling {
-    /// c ~ phi, as the paper (Eq. 5, Algorithm 1 line 11).
-    Prior,
-    /// Every class equally often in each batch, as the authors' code.
-    Even,
-}
-
-/// Distribution of the generator's noise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Noise {
-    /// U[0, 1), as App. B.1 ("the random noise of generator is in uniform distribution").
-    Uniform,
-    /// N(0, 1), as Eq. 1 and 5 write z ~ N.
-    Normal,
-}
-
-/// Which BatchNorm statistics the generator uses when it makes the E-step's training images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GeneratorStatistics {
-    /// Each batch's own statistics, as G is trained in the M-step.
-    Batch,
-    /// The running statistics gathered in the M-step (the authors' code, `G.eval()`).
-    Running,
-}
-
-/// How the E-net's BatchNorm layers normalise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EnetBatchNorm {
-    /// Trained on batch statistics; real images are assigned with each batch's own
-    /// statistics too, since the running ones were gathered on generated images.
-    Batch,
-    /// Trained on batch statistics, real images assigned with the running statistics
-    /// (PyTorch's usual train/eval split).
-    Running,
-    /// Always the initial running statistics (mean 0, variance 1), never updated, so each
-    /// BatchNorm is a learned per-channel scale and shift: the authors' code puts the E-net in
-    /// eval mode before its first update and never back. Generated and real images then go
-    /// through the same function.
-    Frozen,
-}
-
-/// Settings of the EM loop. Defaults are the paper's (Sec. 5.1 and App. B.1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EmSpec {
-    /// EM iterations (n of Algorithm 1).
-    pub iterations: usize,
-    /// Real and generated images per M-step batch.
-    pub batch_size: usize,
-    /// Passes over the training images per M-step (p of Algorithm 1; may be fractional).
-    pub m_step_epochs: f64,
-    /// E-net updates per E-step (q of Algorithm 1).
-    pub e_step_iterations: usize,
-    /// Generated images per E-net update.
-    pub e_step_batch_size: usize,
-    pub e_step_classes: ClassSampling,
-    pub generator_loss: GeneratorLoss,
-    /// Weight of the extra real-vs-fake unit's loss in L_D (0 disables the unit's loss).
-    pub extra_unit_weight: f64,
-    /// Learning rates are multiplied by `lr_decay^(iteration - 1)`.
-    pub lr_decay: f64,
-    /// Re-create the optimisers (dropping their moments) at every EM iteration, as the
-    /// authors' code; this also makes a resumed run identical to an uninterrupted one.
-    pub reset_optimizers: bool,
-    /// Clip the generator's weights into [-c, c] after each update (Sec. 4.4); 0 = off.
-    pub generator_weight_clip: f64,
-    /// D updates per G update.
-    pub discriminator_steps: usize,
-    pub noise: Noise,
-    /// Images per forward pass when assigning real images.
-    pub eval_batch_size: usize,
-    pub enet_batch_norm: EnetBatchNorm,
-    pub e_step_generator_statistics: GeneratorStatistics,
-}
-
-impl Default for EmSpec {
-    fn default() -> Self {
-        Self {
-            iterations: 1000,
-            batch_size: 64,
-            m_step_epochs: 5.0,
-            e_step_iterations: 1000,
-            e_step_batch_size: 256,
-            e_step_classes: ClassSampling::Prior,
-            generator_loss: GeneratorLoss::PaperKl,
-            extra_unit_weight: 1.0,
-            lr_decay: 0.98,
-            reset_optimizers: false,
-            generator_weight_clip: 0.0,
-            discriminator_steps: 1,
-            noise: Noise::Uniform,
-            eval_batch_size: 1000,
-            enet_batch_norm: EnetBatchNorm::Batch,
-            e_step_generator_statistics: GeneratorStatistics::Batch,
-        }
-    }
-}
 
 /// Receives progress of long phases; binaries draw bars, tests ignore it.
 pub trait Progress {
@@ -148,6 +54,10 @@ pub struct IterationStats {
     pub loss_e: f64,
     pub phi_min: f64,
     pub phi_max: f64,
+    /// Spread of G's samples (see [`health::sample_spread`]).
+    pub sample_spread: f64,
+    /// `Ok` or `Collapsed` by [`health::status_of`].
+    pub status: RunStatus,
     pub seconds: f64,
 }
 
@@ -155,7 +65,6 @@ pub struct IterationStats {
 pub struct GanEm {
     spec: EmSpec,
     optimizer: OptimizerSpec,
-    nets: NetSpec,
     pub generator: Generator,
     pub discriminator: Classifier,
     pub enet: Classifier,
@@ -177,6 +86,9 @@ struct Optimizers {
     discriminator: NetOptimizer,
     enet: NetOptimizer,
 }
+
+/// Generated images per class that the collapse rule looks at.
+const SPREAD_SAMPLES_PER_CLASS: usize = 10;
 
 fn rng_for(seed: u64, stream: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -209,7 +121,6 @@ impl GanEm {
         Ok(Self {
             spec: profile.em.clone(),
             optimizer: profile.optimizer.clone(),
-            nets: profile.nets.clone(),
             generator,
             discriminator,
             enet,
@@ -224,8 +135,57 @@ impl GanEm {
         })
     }
 
+    /// Bytes a run of `profile` with `clusters` clusters on `train_len` training images of
+    /// shape `image` will hold at its peak, roughly: the soft assignments and their
+    /// temporaries, the three networks with gradients and optimiser moments, and the
+    /// activations of the largest batch. Checked before any allocation.
+    pub fn memory_estimate(
+        profile: &Profile,
+        clusters: usize,
+        image: ImageShape,
+        train_len: usize,
+    ) -> u64 {
+        use crate::nets::{classifier_size, generator_size};
+        let nets = &profile.nets;
+        let sizes = [
+            generator_size(nets, image, clusters),
+            classifier_size(nets, image, clusters + 1),
+            classifier_size(nets, image, clusters),
+        ];
+        let em = &profile.em;
+        let batch = (2 * em.batch_size)
+            .max(em.e_step_batch_size)
+            .max(em.eval_batch_size) as u64;
+        let params: u64 = sizes.iter().map(|s| s.params as u64).sum();
+        let activations: u64 = sizes
+            .iter()
+            .map(|s| s.activations_per_image as u64)
+            .max()
+            .unwrap_or(0);
+        let floats = 4 * (train_len * clusters) as u64 // w, logits, softmax, its temporaries
+            + 4 * params // weights, gradients, two moments
+            + 3 * batch * activations; // forward, backward and the gradient buffers
+        4 * floats
+    }
+
     pub fn clusters(&self) -> usize {
         self.clusters
+    }
+
+    fn params(&self) -> [&crate::nets::Params; 3] {
+        [
+            &self.generator.params,
+            &self.discriminator.params,
+            &self.enet.params,
+        ]
+    }
+
+    fn params_mut(&mut self) -> [&mut crate::nets::Params; 3] {
+        [
+            &mut self.generator.params,
+            &mut self.discriminator.params,
+            &mut self.enet.params,
+        ]
     }
 
     /// Generator input `(B, noise + K)` for the given classes.
@@ -282,48 +242,82 @@ impl GanEm {
         Ok(self.optimizers.as_mut().expect("optimizers prepared"))
     }
 
+    /// Generated images of uniformly drawn classes (c ~ U in Eq. 1 and 2), with the graph
+    /// through G.
+    fn generate_for_m_step(&mut self, batch: usize) -> Result<(Tensor, Vec<u32>)> {
+        let classes: Vec<u32> = (0..batch)
+            .map(|_| self.rng.gen_range(0..self.clusters as u32))
+            .collect();
+        let input = self.generator_input(&classes)?;
+        let images = self
+            .generator
+            .forward(&input, Mode::Train, Weights::Train)?;
+        Ok((images, classes))
+    }
+
     /// One M-step update on a real batch with its soft assignments `(B, K)`: D (as many
     /// times as `discriminator_steps`) then G. Returns the mean L_D and L_G.
     pub fn gan_update(&mut self, real: &Tensor, soft_assignments: &Tensor) -> Result<(f64, f64)> {
         let batch = real.dim(0)?;
         let d_steps = self.spec.discriminator_steps.max(1);
+        let (real_extra, fake_extra) = self.spec.extra_unit_weights();
         let mut loss_d = 0.0;
         let mut fake = None;
         for _ in 0..d_steps {
-            let classes: Vec<u32> = (0..batch)
-                .map(|_| self.rng.gen_range(0..self.clusters as u32))
-                .collect();
-            let input = self.generator_input(&classes)?;
-            let images = self
-                .generator
-                .forward(&input, Mode::Train, Weights::Train)?;
+            let (images, classes) = self.generate_for_m_step(batch)?;
             let real_logits = self
                 .discriminator
                 .forward(real, Mode::Train, Weights::Train)?;
-            let detached = images.detach();
-            let fake_logits = self
-                .discriminator
-                .forward(&detached, Mode::Train, Weights::Train)?;
-            let weight = self.spec.extra_unit_weight;
-            let loss = discriminator_loss(&real_logits, soft_assignments, &fake_logits, weight)?;
+            let fake_logits =
+                self.discriminator
+                    .forward(&images.detach(), Mode::Train, Weights::Train)?;
+            let loss = discriminator_loss(
+                &real_logits,
+                soft_assignments,
+                &fake_logits,
+                real_extra,
+                fake_extra,
+            )?;
+            let value = self.checked("L_D", &loss)?;
             self.optimizers()?.discriminator.backward_step(&loss)?;
-            loss_d += loss.to_scalar::<f32>()? as f64;
+            loss_d += value;
             fake = Some((images, classes));
         }
-        // G reuses the last generated batch: its graph is still valid since G is unchanged.
-        let (images, classes) = fake.expect("at least one D step");
+        // Reusing D's last batch needs no second pass through G: its graph is still valid
+        // since G is unchanged.
+        let (images, classes) = match self.spec.generator_batch {
+            GeneratorBatch::Reuse => fake.expect("at least one D step"),
+            GeneratorBatch::Fresh => self.generate_for_m_step(batch)?,
+        };
         // D's weights are constants of G's update: their gradients would go unused.
         let logits = self
             .discriminator
             .forward(&images, Mode::Train, Weights::Fixed)?;
         let loss = generator_loss(&logits, &self.one_hot(&classes)?, self.spec.generator_loss)?;
+        let loss_g = self.checked("L_G", &loss)?;
         self.optimizers()?.generator.backward_step(&loss)?;
         if self.spec.generator_weight_clip > 0.0 {
             self.generator
                 .params
                 .clip(self.spec.generator_weight_clip)?;
         }
-        Ok((loss_d / d_steps as f64, loss.to_scalar::<f32>()? as f64))
+        Ok((loss_d / d_steps as f64, loss_g))
+    }
+
+    /// The value of a scalar loss, or [`Error::Diverged`] when it is not finite or its
+    /// magnitude passed `max_loss`.
+    fn checked(&self, name: &'static str, loss: &Tensor) -> Result<f64> {
+        let value = loss.to_scalar::<f32>()? as f64;
+        if value.is_finite() && value.abs() <= self.spec.max_loss {
+            Ok(value)
+        } else {
+            Err(Error::Diverged {
+                iteration: self.iteration + 1,
+                loss: name,
+                value,
+                limit: self.spec.max_loss,
+            })
+        }
     }
 
     /// One E-step update of the E-net on `batch` generated images (Eq. 5). Returns L_E.
@@ -354,8 +348,9 @@ impl GanEm {
         let logits = self.enet.forward(&images, enet_mode, Weights::Train)?;
         let targets = Tensor::from_vec(classes, batch, &self.device)?;
         let loss = enet_loss(&logits, &targets)?;
+        let value = self.checked("L_E", &loss)?;
         self.optimizers()?.enet.backward_step(&loss)?;
-        Ok(loss.to_scalar::<f32>()? as f64)
+        Ok(value)
     }
 
     /// Runs one EM iteration (M-step then E-step) on `train`, whose order must match the one
@@ -423,9 +418,13 @@ impl GanEm {
         self.iteration += 1;
         let phi_min = self.phi.iter().copied().fold(f64::INFINITY, f64::min);
         let phi_max = self.phi.iter().copied().fold(0.0, f64::max);
+        let spread = health::sample_spread(&self.samples(SPREAD_SAMPLES_PER_CLASS, self.seed)?)?;
+        let loss_d = sum_d / batches as f64;
         Ok(IterationStats {
             iteration: self.iteration,
-            loss_d: sum_d / batches as f64,
+            sample_spread: spread,
+            status: health::status_of(loss_d, spread),
+            loss_d,
             loss_g: sum_g / batches as f64,
             loss_e: sum_e / steps as f64,
             phi_min,
@@ -434,21 +433,28 @@ impl GanEm {
         })
     }
 
-    /// Soft assignments P(c | x) `(N, K)` of `images` by the E-net.
+    /// Soft assignments w = P(c | x) `(N, K)` of the training images for the next M-step, with
+    /// the BatchNorm statistics `enet_batch_norm` names (with `batch`, an image's assignment
+    /// depends on the other images of its batch).
     pub fn assign(&self, images: &Tensor) -> Result<Tensor> {
         let mode = match self.spec.enet_batch_norm {
             EnetBatchNorm::Batch => Mode::BatchStats,
             EnetBatchNorm::Running | EnetBatchNorm::Frozen => Mode::Eval,
         };
+        self.posterior(images, mode)
+    }
+
+    fn posterior(&self, images: &Tensor, mode: Mode) -> Result<Tensor> {
         let logits = self
             .enet
             .predict_logits(images, self.spec.eval_batch_size, mode)?;
         Ok(softmax(&logits)?)
     }
 
-    /// The most likely cluster of each of `images`.
+    /// The most likely cluster of each of `images`, for evaluation: the E-net in evaluation
+    /// mode, so one image's cluster does not depend on the images that share its batch.
     pub fn predict(&self, images: &Tensor) -> Result<Vec<usize>> {
-        let hard: Vec<u32> = self.assign(images)?.argmax(1)?.to_vec1()?;
+        let hard: Vec<u32> = self.posterior(images, Mode::Eval)?.argmax(1)?.to_vec1()?;
         Ok(hard.into_iter().map(|c| c as usize).collect())
     }
 
@@ -480,71 +486,6 @@ impl GanEm {
             GeneratorStatistics::Running => Mode::Eval,
         }
     }
-
-    /// Saves G, D, the E-net (with running statistics), phi and the iteration into `dir`.
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let nets = [
-            ("generator", &self.generator.params),
-            ("discriminator", &self.discriminator.params),
-            ("enet", &self.enet.params),
-        ];
-        for (name, params) in nets {
-            params.save(&dir.join(format!("{name}.safetensors")))?;
-        }
-        let state = CheckpointState {
-            iteration: self.iteration,
-            clusters: self.clusters,
-            seed: self.seed,
-            phi: self.phi.clone(),
-            nets: self.nets.clone(),
-        };
-        let path = dir.join("state.json");
-        let json =
-            serde_json::to_string_pretty(&state).map_err(|e| Error::Invalid(e.to_string()))?;
-        std::fs::write(&path, json).map_err(|e| Error::io(&path, e))
-    }
-
-    /// Restores a run saved by [`GanEm::save`]; `train` re-derives w = E(x_real).
-    pub fn resume(&mut self, dir: &Path, train: &ImageSet) -> Result<()> {
-        let path = dir.join("state.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let state: CheckpointState =
-            serde_json::from_str(&text).map_err(|e| Error::bad_file(&path, e.to_string()))?;
-        if state.clusters != self.clusters || state.nets != self.nets {
-            return Err(Error::bad_file(
-                &path,
-                format!(
-                    "checkpoint is for K = {} with other networks; this run has K = {}",
-                    state.clusters, self.clusters
-                ),
-            ));
-        }
-        let nets = [
-            ("generator", &mut self.generator.params),
-            ("discriminator", &mut self.discriminator.params),
-            ("enet", &mut self.enet.params),
-        ];
-        for (name, params) in nets {
-            params.load(&dir.join(format!("{name}.safetensors")))?;
-        }
-        self.phi = state.phi;
-        self.iteration = state.iteration;
-        self.optimizers = None;
-        if self.iteration > 0 {
-            self.soft_assignments = self.assign(&train.images)?;
-        }
-        Ok(())
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct CheckpointState {
-    iteration: usize,
-    clusters: usize,
-    seed: u64,
-    phi: Vec<f64>,
-    nets: NetSpec,
 }
 
 #[cfg(test)]
@@ -552,12 +493,101 @@ mod tests {
     use super::*;
     use crate::config::Profile;
 
-    fn tiny(enet_batch_norm: EnetBatchNorm) -> GanEm {
+    fn tiny_profile() -> Profile {
         let text = "description = 'tiny'\n[nets]\nwidth = 0.125\n[em]";
-        let mut profile = Profile::from_toml(text, Path::new("tiny.toml")).unwrap();
+        Profile::from_toml(text, std::path::Path::new("tiny.toml")).unwrap()
+    }
+
+    fn tiny(enet_batch_norm: EnetBatchNorm) -> GanEm {
+        let mut profile = tiny_profile();
         profile.em.enet_batch_norm = enet_batch_norm;
         let shape = crate::data::mnist::SHAPE;
         GanEm::new(&profile, 3, shape, 10, 1, &Device::Cpu).unwrap()
+    }
+
+    fn images(n: usize, seed: u64) -> Tensor {
+        let mut rng = rng_for(seed, 0);
+        let v: Vec<f32> = (0..n * 784).map(|_| rng.gen()).collect();
+        Tensor::from_vec(v, (n, 28, 28, 1), &Device::Cpu).unwrap()
+    }
+
+    fn values(params: &crate::nets::Params) -> Vec<Vec<f32>> {
+        let flat = |v: &candle_core::Var| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        params.trainable().iter().map(flat).collect()
+    }
+
+    #[test]
+    fn evaluation_does_not_depend_on_the_batch_even_with_batch_statistics_assignment() {
+        let mut model = tiny(EnetBatchNorm::Batch);
+        for _ in 0..3 {
+            model.enet_update(20).unwrap();
+        }
+        let x = images(6, 3);
+        let probabilities = |model: &GanEm| -> Vec<f32> {
+            model.posterior(&x, Mode::Eval).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+        };
+        model.spec.eval_batch_size = 6;
+        let whole = (probabilities(&model), model.predict(&x).unwrap());
+        model.spec.eval_batch_size = 2;
+        let pairs = (probabilities(&model), model.predict(&x).unwrap());
+        assert_eq!(whole.1, pairs.1);
+        let diff = whole.0.iter().zip(&pairs.0).map(|(a, b)| (a - b).abs());
+        assert!(diff.fold(0f32, f32::max) < 1e-6);
+        // The training-time assignment with batch statistics does depend on the batch.
+        let w6 = model.assign(&x).unwrap();
+        model.spec.eval_batch_size = 6;
+        let w2 = model.assign(&x).unwrap();
+        let d = (w6 - w2).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() > 1e-4);
+    }
+
+    #[test]
+    fn a_fresh_generator_batch_trains_g_on_other_images_than_ds() {
+        let run = |batch: GeneratorBatch| {
+            let mut profile = tiny_profile();
+            profile.em.generator_batch = batch;
+            let shape = crate::data::mnist::SHAPE;
+            let mut model = GanEm::new(&profile, 3, shape, 8, 1, &Device::Cpu).unwrap();
+            let w = Tensor::full(1.0f32 / 3.0, (8, 3), &Device::Cpu).unwrap();
+            model.gan_update(&images(8, 5), &w).unwrap();
+            (values(&model.discriminator.params), values(&model.generator.params))
+        };
+        let (reuse, fresh) = (run(GeneratorBatch::Reuse), run(GeneratorBatch::Fresh));
+        assert_eq!(reuse.0, fresh.0, "D's update is the same");
+        assert_ne!(reuse.1, fresh.1, "G's update differs");
+    }
+
+    #[test]
+    fn exploding_losses_stop_the_run_as_diverged() {
+        let mut profile = tiny_profile();
+        profile.optimizer = OptimizerSpec::Adam {
+            lr: 1e4,
+            beta1: 0.5,
+            beta2: 0.999,
+            generator_scale: 1.0,
+            enet_scale: 1.0,
+        };
+        let shape = crate::data::mnist::SHAPE;
+        let mut model = GanEm::new(&profile, 3, shape, 8, 1, &Device::Cpu).unwrap();
+        let w = Tensor::full(1.0f32 / 3.0, (8, 3), &Device::Cpu).unwrap();
+        let real = images(8, 5);
+        let error = (0..50)
+            .find_map(|_| model.gan_update(&real, &w).err())
+            .expect("the losses explode within 50 updates");
+        let message = error.to_string();
+        assert!(matches!(error, Error::Diverged { iteration: 1, .. }), "{message}");
+        assert!(message.contains("EM iteration 1") && message.contains("L_"), "{message}");
+    }
+
+    #[test]
+    fn memory_estimate_grows_with_k_and_refuses_absurd_runs() {
+        let profile = tiny_profile();
+        let shape = crate::data::mnist::SHAPE;
+        let small = GanEm::memory_estimate(&profile, 10, shape, 60_000);
+        let huge = GanEm::memory_estimate(&profile, 100_000, shape, 60_000);
+        assert!(small < 2 << 30, "{small}");
+        // The soft assignments alone are 60,000 x 100,000 floats.
+        assert!(huge > 24 << 30, "{huge}");
     }
 
     fn running_mean(model: &GanEm) -> Vec<f32> {

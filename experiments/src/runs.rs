@@ -1,0 +1,294 @@
+//! Runs over seeds: file names, the record each run leaves beside its CSV, and the summary
+//! (mean ± std over seeds) that every experiment writes the same way.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use ganem_core::em::{RunIdentity, RunStatus};
+use ganem_core::summary::Stats;
+use serde::{Deserialize, Serialize};
+
+use crate::provenance::Provenance;
+
+/// Parses a seed list such as `1,2,3` or `1-5`.
+pub fn parse_seeds(text: &str) -> Result<Vec<u64>> {
+    let mut seeds = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<u64>()
+                .with_context(|| format!("'{s}' in --seeds '{text}' is not a seed (0, 1, 2, ...)"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (parse(a)?, parse(b)?);
+                anyhow::ensure!(a <= b, "--seeds range '{part}' runs backwards");
+                seeds.extend(a..=b);
+            }
+            None => seeds.push(parse(part)?),
+        }
+    }
+    anyhow::ensure!(!seeds.is_empty(), "--seeds '{text}' names no seed");
+    seeds.dedup();
+    Ok(seeds)
+}
+
+/// The name a run's files share: `{experiment}_{profile}_k{K}_seed{S}`.
+pub fn run_stem(experiment: &str, identity: &RunIdentity) -> String {
+    format!(
+        "{experiment}_{}_k{}_seed{}",
+        profile_slug(&identity.profile),
+        identity.clusters,
+        identity.seed
+    )
+}
+
+/// A profile's name fit for a file name: a built-in name as it is, a path's file stem.
+pub fn profile_slug(profile: &str) -> String {
+    Path::new(profile)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| profile.to_string())
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect()
+}
+
+/// The final scores of a run.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct FinalScores {
+    pub test_error: f64,
+    pub nmi: f64,
+    pub ari: f64,
+}
+
+/// What a run leaves beside its CSV (`{stem}.json`): what it was, how it ended, what
+/// produced it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunRecord {
+    pub identity: RunIdentity,
+    /// `ok`, `collapsed` (by the final iteration's collapse rule) or `diverged`.
+    pub status: RunStatus,
+    /// Why the run diverged, when it did.
+    pub message: Option<String>,
+    /// EM iterations finished.
+    pub iterations: usize,
+    /// The last finished iteration's scores.
+    pub scores: FinalScores,
+    pub seconds: f64,
+    /// The profile's settings as the run used them (after overrides), as JSON.
+    pub settings: serde_json::Value,
+    pub provenance: Provenance,
+}
+
+impl RunRecord {
+    pub fn path(dir: &Path, stem: &str) -> PathBuf {
+        dir.join(format!("{stem}.json"))
+    }
+
+    /// Writes the record atomically (temporary file, then rename).
+    pub fn write(&self, dir: &Path, stem: &str) -> Result<PathBuf> {
+        let path = Self::path(dir, stem);
+        write_atomically(&path, serde_json::to_string_pretty(self)?.as_bytes())?;
+        Ok(path)
+    }
+
+    pub fn read(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}: not a run record", path.display()))
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed into place, so a reader never
+/// sees half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))
+}
+
+/// One row of an experiment's summary: the runs of one K and profile.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SummaryRow {
+    pub k: usize,
+    pub profile: String,
+    pub profile_hash: String,
+    pub runs: usize,
+    /// The seeds, `;`-separated.
+    pub seeds: String,
+    pub collapsed: usize,
+    pub diverged: usize,
+    pub test_error_mean: f64,
+    pub test_error_std: f64,
+    pub test_error_min: f64,
+    pub test_error_max: f64,
+    pub nmi_mean: f64,
+    pub nmi_std: f64,
+    pub nmi_min: f64,
+    pub nmi_max: f64,
+    pub ari_mean: f64,
+    pub ari_std: f64,
+    pub ari_min: f64,
+    pub ari_max: f64,
+    pub minutes_mean: f64,
+}
+
+impl SummaryRow {
+    /// Aggregates runs of one K and profile; `None` for no runs. Collapsed and diverged runs
+    /// count with their last finished iteration's scores.
+    pub fn of(records: &[RunRecord]) -> Option<Self> {
+        let first = records.first()?;
+        let stats = |f: fn(&FinalScores) -> f64| {
+            let v: Vec<f64> = records.iter().map(|r| f(&r.scores)).collect();
+            Stats::of(&v).expect("at least one run")
+        };
+        let (err, nmi, ari) = (
+            stats(|s| s.test_error),
+            stats(|s| s.nmi),
+            stats(|s| s.ari),
+        );
+        let count = |status| records.iter().filter(|r| r.status == status).count();
+        let mut seeds: Vec<u64> = records.iter().map(|r| r.identity.seed).collect();
+        seeds.sort_unstable();
+        Some(Self {
+            k: first.identity.clusters,
+            profile: first.identity.profile.clone(),
+            profile_hash: first.identity.profile_hash.clone(),
+            runs: records.len(),
+            seeds: seeds
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(";"),
+            collapsed: count(RunStatus::Collapsed),
+            diverged: count(RunStatus::Diverged),
+            test_error_mean: err.mean,
+            test_error_std: err.std,
+            test_error_min: err.min,
+            test_error_max: err.max,
+            nmi_mean: nmi.mean,
+            nmi_std: nmi.std,
+            nmi_min: nmi.min,
+            nmi_max: nmi.max,
+            ari_mean: ari.mean,
+            ari_std: ari.std,
+            ari_min: ari.min,
+            ari_max: ari.max,
+            minutes_mean: records.iter().map(|r| r.seconds).sum::<f64>()
+                / records.len() as f64
+                / 60.0,
+        })
+    }
+}
+
+/// Rebuilds `{experiment}_summary.csv` in `dir` from every run record there whose name starts
+/// with `{experiment}_`: one row per (K, profile), over the runs of the profile's current
+/// settings (`current_hashes`, by profile; records of other settings are left out and
+/// counted in the returned note).
+pub fn write_summary(
+    dir: &Path,
+    experiment: &str,
+    current_hashes: &BTreeMap<String, String>,
+) -> Result<(PathBuf, usize)> {
+    let mut groups: BTreeMap<(String, usize), Vec<RunRecord>> = BTreeMap::new();
+    let mut stale = 0;
+    let prefix = format!("{experiment}_");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            name.is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".json"))
+        })
+        .collect();
+    paths.sort();
+    for path in paths {
+        let record = RunRecord::read(&path)?;
+        let id = &record.identity;
+        match current_hashes.get(&id.profile) {
+            Some(hash) if *hash != id.profile_hash => stale += 1,
+            _ => groups
+                .entry((id.profile.clone(), id.clusters))
+                .or_default()
+                .push(record),
+        }
+    }
+    let mut rows: Vec<SummaryRow> = groups.values().filter_map(|r| SummaryRow::of(r)).collect();
+    rows.sort_by(|a, b| (a.k, &a.profile).cmp(&(b.k, &b.profile)));
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in &rows {
+        writer.serialize(row)?;
+    }
+    let path = dir.join(format!("{experiment}_summary.csv"));
+    write_atomically(&path, &writer.into_inner()?)?;
+    Ok((path, stale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seed: u64, status: RunStatus, err: f64, hash: &str) -> RunRecord {
+        RunRecord {
+            identity: RunIdentity {
+                dataset: "mnist".into(),
+                clusters: 10,
+                profile: "fast".into(),
+                profile_hash: hash.into(),
+                seed,
+            },
+            status,
+            message: None,
+            iterations: 3,
+            scores: FinalScores {
+                test_error: err,
+                nmi: 0.5,
+                ari: 0.4,
+            },
+            seconds: 60.0,
+            settings: serde_json::Value::Null,
+            provenance: Provenance::of_this_process(),
+        }
+    }
+
+    #[test]
+    fn seeds_parse_lists_and_ranges() {
+        assert_eq!(parse_seeds("1,2,3").unwrap(), vec![1, 2, 3]);
+        assert_eq!(parse_seeds("1-3, 7").unwrap(), vec![1, 2, 3, 7]);
+        assert!(parse_seeds("1,x").unwrap_err().to_string().contains("'x'"));
+        assert!(parse_seeds("").is_err() && parse_seeds("3-1").is_err());
+    }
+
+    #[test]
+    fn summary_counts_collapsed_runs_in_the_mean_and_skips_other_settings() {
+        let dir = std::env::temp_dir().join(format!("ganem-summary-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let runs = [
+            record(1, RunStatus::Ok, 0.1, "h"),
+            record(2, RunStatus::Collapsed, 0.7, "h"),
+            record(3, RunStatus::Ok, 0.2, "h"),
+            record(4, RunStatus::Ok, 0.9, "old"),
+        ];
+        for r in &runs {
+            r.write(&dir, &run_stem("mnist_cluster", &r.identity))
+                .unwrap();
+        }
+        let hashes = BTreeMap::from([("fast".to_string(), "h".to_string())]);
+        let (path, stale) = write_summary(&dir, "mnist_cluster", &hashes).unwrap();
+        assert_eq!(stale, 1);
+        let mut reader = csv::Reader::from_path(&path).unwrap();
+        let rows: Vec<SummaryRow> = reader.deserialize().map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!((row.runs, row.collapsed, row.seeds.as_str()), (3, 1, "1;2;3"));
+        assert!((row.test_error_mean - 1.0 / 3.0).abs() < 1e-12);
+        assert!((row.test_error_std - 0.3214550253664318).abs() < 1e-12);
+        assert_eq!((row.test_error_min, row.test_error_max), (0.1, 0.7));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,169 @@
+//! Settings of the EM loop: every recipe choice of the paper, the authors' code and the
+//! reference probe is one named value here (see docs/deviations.md for who makes which).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::validate::{self, Violation};
+use crate::losses::GeneratorLoss;
+
+/// How the E-step draws the classes of the generated images it trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassSampling {
+    /// c ~ phi, as the paper (Eq. 5, Algorithm 1 line 11).
+    Prior,
+    /// Every class equally often in each batch, as the authors' code.
+    Even,
+}
+
+/// Distribution of the generator's noise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Noise {
+    /// U[0, 1), as App. B.1 ("the random noise of generator is in uniform distribution").
+    Uniform,
+    /// N(0, 1), as Eq. 1 and 5 write z ~ N.
+    Normal,
+}
+
+/// Which BatchNorm statistics the generator uses when it makes the E-step's training images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneratorStatistics {
+    /// Each batch's own statistics, as G is trained in the M-step.
+    Batch,
+    /// The running statistics gathered in the M-step (the authors' code, `G.eval()`).
+    Running,
+}
+
+/// How the E-net's BatchNorm layers normalise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnetBatchNorm {
+    /// Trained on batch statistics; real images are assigned with each batch's own
+    /// statistics too, since the running ones were gathered on generated images.
+    Batch,
+    /// Trained on batch statistics, real images assigned with the running statistics
+    /// (PyTorch's usual train/eval split).
+    Running,
+    /// Always the initial running statistics (mean 0, variance 1), never updated, so each
+    /// BatchNorm is a learned per-channel scale and shift: the authors' code puts the E-net in
+    /// eval mode before its first update and never back. Generated and real images then go
+    /// through the same function.
+    Frozen,
+}
+
+/// Which terms of L_D the extra unit's weight multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtraUnitTerms {
+    /// Both the real and the generated images' terms.
+    Both,
+    /// Only the real images' term; the generated images' term keeps weight 1 (the authors'
+    /// code and the reference probe).
+    Real,
+}
+
+/// Which generated batch G's update trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneratorBatch {
+    /// The c and z of D's last batch (the reference probe); G runs once per update.
+    Reuse,
+    /// A fresh draw of c and z (the authors' code).
+    Fresh,
+}
+
+/// Settings of the EM loop. Defaults are the paper's (Sec. 5.1 and App. B.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmSpec {
+    /// EM iterations (n of Algorithm 1).
+    pub iterations: usize,
+    /// Real and generated images per M-step batch.
+    pub batch_size: usize,
+    /// Passes over the training images per M-step (p of Algorithm 1; may be fractional).
+    pub m_step_epochs: f64,
+    /// E-net updates per E-step (q of Algorithm 1).
+    pub e_step_iterations: usize,
+    /// Generated images per E-net update.
+    pub e_step_batch_size: usize,
+    pub e_step_classes: ClassSampling,
+    pub generator_loss: GeneratorLoss,
+    /// Weight of the extra real-vs-fake unit's loss in L_D (0 disables the unit's loss).
+    pub extra_unit_weight: f64,
+    /// Which of the extra unit's terms `extra_unit_weight` multiplies.
+    pub extra_unit_terms: ExtraUnitTerms,
+    /// Which generated batch G's update uses.
+    pub generator_batch: GeneratorBatch,
+    /// Learning rates are multiplied by `lr_decay^(iteration - 1)`.
+    pub lr_decay: f64,
+    /// Re-create the optimisers (dropping their moments) at every EM iteration, as the
+    /// authors' code; this also makes a resumed run identical to an uninterrupted one.
+    pub reset_optimizers: bool,
+    /// Clip the generator's weights into [-c, c] after each update (Sec. 4.4); 0 = off.
+    pub generator_weight_clip: f64,
+    /// D updates per G update.
+    pub discriminator_steps: usize,
+    pub noise: Noise,
+    /// Images per forward pass when assigning real images.
+    pub eval_batch_size: usize,
+    pub enet_batch_norm: EnetBatchNorm,
+    pub e_step_generator_statistics: GeneratorStatistics,
+    /// A loss whose magnitude exceeds this (or that is not finite) ends the run as diverged.
+    pub max_loss: f64,
+}
+
+impl Default for EmSpec {
+    fn default() -> Self {
+        Self {
+            iterations: 1000,
+            batch_size: 64,
+            m_step_epochs: 5.0,
+            e_step_iterations: 1000,
+            e_step_batch_size: 256,
+            e_step_classes: ClassSampling::Prior,
+            generator_loss: GeneratorLoss::PaperKl,
+            extra_unit_weight: 1.0,
+            extra_unit_terms: ExtraUnitTerms::Both,
+            generator_batch: GeneratorBatch::Reuse,
+            lr_decay: 0.98,
+            reset_optimizers: false,
+            generator_weight_clip: 0.0,
+            discriminator_steps: 1,
+            noise: Noise::Uniform,
+            eval_batch_size: 1000,
+            enet_batch_norm: EnetBatchNorm::Batch,
+            e_step_generator_statistics: GeneratorStatistics::Batch,
+            max_loss: 1e6,
+        }
+    }
+}
+
+impl EmSpec {
+    /// The weights of the extra unit's (real, generated) terms of L_D.
+    pub fn extra_unit_weights(&self) -> (f64, f64) {
+        let w = self.extra_unit_weight;
+        match self.extra_unit_terms {
+            ExtraUnitTerms::Both => (w, w),
+            ExtraUnitTerms::Real if w == 0.0 => (0.0, 0.0),
+            ExtraUnitTerms::Real => (w, 1.0),
+        }
+    }
+
+    /// Checks every setting's range; the first violation is returned.
+    pub fn validate(&self) -> Result<(), Violation> {
+        validate::count("em.iterations", self.iterations)?;
+        validate::count("em.batch_size", self.batch_size)?;
+        validate::positive("em.m_step_epochs", self.m_step_epochs)?;
+        validate::count("em.e_step_iterations", self.e_step_iterations)?;
+        validate::count("em.e_step_batch_size", self.e_step_batch_size)?;
+        validate::non_negative("em.extra_unit_weight", self.extra_unit_weight)?;
+        validate::decay("em.lr_decay", self.lr_decay)?;
+        validate::non_negative("em.generator_weight_clip", self.generator_weight_clip)?;
+        validate::count("em.discriminator_steps", self.discriminator_steps)?;
+        validate::count("em.eval_batch_size", self.eval_batch_size)?;
+        validate::positive("em.max_loss", self.max_loss)
+    }
+}
+
