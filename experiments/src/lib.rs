@@ -80,8 +80,8 @@ pub fn load_profile(experiment: &str, name: &str, overrides: &[String]) -> Resul
             label: name.to_string(),
         });
     }
-    let mut table: toml::Table = toml::from_str(&text)
-        .with_context(|| format!("configuration {}", origin.display()))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("configuration {}", origin.display()))?;
     for setting in overrides {
         apply_override(&mut table, setting)?;
     }
@@ -241,9 +241,15 @@ mod tests {
     #[test]
     fn overrides_change_one_setting_and_name_the_run() {
         let base = load_profile("mnist-cluster", "fast", &[]).unwrap();
-        let sets = ["em.enet_batch_norm=batch".to_string(), "em.lr_decay=0.9".into()];
+        let sets = [
+            "em.enet_batch_norm=batch".to_string(),
+            "em.lr_decay=0.9".into(),
+        ];
         let changed = load_profile("mnist-cluster", "fast", &sets).unwrap();
-        assert_eq!(changed.label, "fast[em.enet_batch_norm=batch,em.lr_decay=0.9]");
+        assert_eq!(
+            changed.label,
+            "fast[em.enet_batch_norm=batch,em.lr_decay=0.9]"
+        );
         assert_eq!(
             changed.profile.em.enet_batch_norm,
             ganem_core::em::EnetBatchNorm::Batch

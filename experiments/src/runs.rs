@@ -51,7 +51,13 @@ pub fn profile_slug(profile: &str) -> String {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| profile.to_string())
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -107,7 +113,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let tmp = path.with_extension("tmp");
+    // Unique per process: runs of other K may rewrite the same summary at the same time.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))
 }
@@ -123,6 +130,8 @@ pub struct SummaryRow {
     pub seeds: String,
     pub collapsed: usize,
     pub diverged: usize,
+    /// The fewest EM iterations any of the runs finished.
+    pub iterations: usize,
     pub test_error_mean: f64,
     pub test_error_std: f64,
     pub test_error_min: f64,
@@ -147,11 +156,7 @@ impl SummaryRow {
             let v: Vec<f64> = records.iter().map(|r| f(&r.scores)).collect();
             Stats::of(&v).expect("at least one run")
         };
-        let (err, nmi, ari) = (
-            stats(|s| s.test_error),
-            stats(|s| s.nmi),
-            stats(|s| s.ari),
-        );
+        let (err, nmi, ari) = (stats(|s| s.test_error), stats(|s| s.nmi), stats(|s| s.ari));
         let count = |status| records.iter().filter(|r| r.status == status).count();
         let mut seeds: Vec<u64> = records.iter().map(|r| r.identity.seed).collect();
         seeds.sort_unstable();
@@ -167,6 +172,7 @@ impl SummaryRow {
                 .join(";"),
             collapsed: count(RunStatus::Collapsed),
             diverged: count(RunStatus::Diverged),
+            iterations: records.iter().map(|r| r.iterations).min().unwrap_or(0),
             test_error_mean: err.mean,
             test_error_std: err.std,
             test_error_min: err.min,
@@ -285,7 +291,10 @@ mod tests {
         let rows: Vec<SummaryRow> = reader.deserialize().map(|r| r.unwrap()).collect();
         assert_eq!(rows.len(), 1);
         let row = &rows[0];
-        assert_eq!((row.runs, row.collapsed, row.seeds.as_str()), (3, 1, "1;2;3"));
+        assert_eq!(
+            (row.runs, row.collapsed, row.seeds.as_str()),
+            (3, 1, "1;2;3")
+        );
         assert!((row.test_error_mean - 1.0 / 3.0).abs() < 1e-12);
         assert!((row.test_error_std - 0.3214550253664318).abs() < 1e-12);
         assert_eq!((row.test_error_min, row.test_error_max), (0.1, 0.7));

@@ -116,8 +116,14 @@ fn resumed_run_matches_uninterrupted_run() {
         seed: 6,
         ..identity.clone()
     };
-    let refused = resumed.resume(&dir, &other, &train).unwrap_err().to_string();
-    assert!(refused.contains("seed: the checkpoint has 5, this run 6"), "{refused}");
+    let refused = resumed
+        .resume(&dir, &other, &train)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("seed: the checkpoint has 5, this run 6"),
+        "{refused}"
+    );
     resumed.resume(&dir, &identity, &train).unwrap();
     assert_eq!(resumed.iteration, 1);
     resumed.step(&train, &mut Silent).unwrap();

@@ -132,7 +132,13 @@ fn main() -> Result<()> {
     let splits = mnist::load(&location, &device)
         .with_context(|| format!("loading MNIST from {location:?}"))?;
     profile.validate_data(splits.train.len(), splits.test.len())?;
-    let subset = |set: &ImageSet, n: usize| if n == 0 { Ok(set.clone()) } else { set.truncate(n) };
+    let subset = |set: &ImageSet, n: usize| {
+        if n == 0 {
+            Ok(set.clone())
+        } else {
+            set.truncate(n)
+        }
+    };
     let train = subset(&splits.train, profile.data.train_subset)?;
     let test = subset(&splits.test, profile.data.test_subset)?;
     anyhow::ensure!(
@@ -161,7 +167,10 @@ fn main() -> Result<()> {
             Ok(record) => {
                 finished += 1;
                 if record.status == RunStatus::Diverged {
-                    failed.push(format!("seed {seed}: {}", record.message.unwrap_or_default()));
+                    failed.push(format!(
+                        "seed {seed}: {}",
+                        record.message.unwrap_or_default()
+                    ));
                 }
             }
             Err(e) => {
@@ -238,7 +247,11 @@ fn run(setup: &Setup, seed: u64) -> Result<RunRecord> {
         } else {
             &csv_path
         })?;
-        rows.extend(earlier.into_iter().filter(|r| r.iteration <= model.iteration));
+        rows.extend(
+            earlier
+                .into_iter()
+                .filter(|r| r.iteration <= model.iteration),
+        );
         println!("{stem}: resumed at EM iteration {}", model.iteration);
     }
     println!(
@@ -339,9 +352,7 @@ fn run(setup: &Setup, seed: u64) -> Result<RunRecord> {
     };
     if diverged.is_none() {
         let per_class = 10;
-        let figure = args
-            .reports
-            .join(format!("figures/{stem}_samples.png"));
+        let figure = args.reports.join(format!("figures/{stem}_samples.png"));
         save_image_grid(&model.samples(per_class, seed)?, args.k, per_class, &figure)?;
         println!("wrote {}", figure.display());
     }

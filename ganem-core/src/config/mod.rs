@@ -114,18 +114,58 @@ mod tests {
             ("[em]\nm_step_epochs = -1.0", "em.m_step_epochs = -1", "> 0"),
             ("[em]\nm_step_epochs = nan", "em.m_step_epochs = NaN", "> 0"),
             ("[em]\nbatch_size = 0", "em.batch_size = 0", "at least 1"),
-            ("[em]\ne_step_iterations = 0", "em.e_step_iterations = 0", "at least 1"),
-            ("[em]\ne_step_batch_size = 0", "em.e_step_batch_size = 0", "at least 1"),
-            ("[em]\ndiscriminator_steps = 0", "em.discriminator_steps = 0", "at least 1"),
-            ("[em]\neval_batch_size = 0", "em.eval_batch_size = 0", "at least 1"),
-            ("[em]\nextra_unit_weight = -2.0", "em.extra_unit_weight = -2", ">= 0"),
-            ("[em]\ngenerator_weight_clip = inf", "em.generator_weight_clip = inf", ">= 0"),
+            (
+                "[em]\ne_step_iterations = 0",
+                "em.e_step_iterations = 0",
+                "at least 1",
+            ),
+            (
+                "[em]\ne_step_batch_size = 0",
+                "em.e_step_batch_size = 0",
+                "at least 1",
+            ),
+            (
+                "[em]\ndiscriminator_steps = 0",
+                "em.discriminator_steps = 0",
+                "at least 1",
+            ),
+            (
+                "[em]\neval_batch_size = 0",
+                "em.eval_batch_size = 0",
+                "at least 1",
+            ),
+            (
+                "[em]\nextra_unit_weight = -2.0",
+                "em.extra_unit_weight = -2",
+                ">= 0",
+            ),
+            (
+                "[em]\ngenerator_weight_clip = inf",
+                "em.generator_weight_clip = inf",
+                ">= 0",
+            ),
             ("[em]\nmax_loss = 0.0", "em.max_loss = 0", "> 0"),
             ("[nets]\nwidth = 0.0\n[em]", "nets.width = 0", "> 0"),
-            ("[nets]\nfc_hidden = 0\n[em]", "nets.fc_hidden = 0", "at least 1"),
-            ("[nets]\nnoise_dim = 0\n[em]", "nets.noise_dim = 0", "at least 1"),
-            ("[nets]\nconv_channels = []\n[em]", "nets.conv_channels", "at least one"),
-            ("[em]\n[optimizer]\nkind = 'rmsprop'\nlr = -1.0", "optimizer.lr = -1", "> 0"),
+            (
+                "[nets]\nfc_hidden = 0\n[em]",
+                "nets.fc_hidden = 0",
+                "at least 1",
+            ),
+            (
+                "[nets]\nnoise_dim = 0\n[em]",
+                "nets.noise_dim = 0",
+                "at least 1",
+            ),
+            (
+                "[nets]\nconv_channels = []\n[em]",
+                "nets.conv_channels",
+                "at least one",
+            ),
+            (
+                "[em]\n[optimizer]\nkind = 'rmsprop'\nlr = -1.0",
+                "optimizer.lr = -1",
+                "> 0",
+            ),
             (
                 "[em]\n[optimizer]\nkind = 'rmsprop'\nlr = 1e-4\nalpha = 1.0",
                 "optimizer.alpha = 1",
@@ -147,7 +187,10 @@ mod tests {
         for (body, setting, range) in cases {
             let text = format!("description = 'a'\n{body}\n");
             let err = Profile::from_toml(&text, p).unwrap_err().to_string();
-            assert!(err.contains(setting) && err.contains(range), "{body}: {err}");
+            assert!(
+                err.contains(setting) && err.contains(range),
+                "{body}: {err}"
+            );
         }
         // Zeros that mean "all" or "off" stay allowed.
         let text = "description = 'a'\n[data]\ntrain_subset = 0\n[nets]\n\
@@ -158,7 +201,10 @@ mod tests {
         let mut big = profile.clone();
         big.data.train_subset = 70_000;
         let err = big.validate_data(60_000, 10_000).unwrap_err().to_string();
-        assert!(err.contains("data.train_subset = 70000") && err.contains("60000"), "{err}");
+        assert!(
+            err.contains("data.train_subset = 70000") && err.contains("60000"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -54,7 +54,9 @@ pub fn count(name: &str, value: usize) -> Result<(), Violation> {
     if value >= 1 {
         Ok(())
     } else {
-        Err(format!("{name} = {value} is out of range: it must be at least 1"))
+        Err(format!(
+            "{name} = {value} is out of range: it must be at least 1"
+        ))
     }
 }
 
@@ -100,9 +102,13 @@ mod tests {
         assert!(unit_interval_open("b", 0.0).is_ok() && unit_interval_open("b", 0.999).is_ok());
         assert!(unit_interval_open("b", 1.0).unwrap_err().contains("[0, 1)"));
         assert!(count("n", 1).is_ok());
-        assert!(count("em.iterations", 0).unwrap_err().contains("em.iterations = 0"));
+        assert!(count("em.iterations", 0)
+            .unwrap_err()
+            .contains("em.iterations = 0"));
         assert!(subset("s", 0, 10).is_ok() && subset("s", 10, 10).is_ok());
-        assert!(subset("data.train_subset", 11, 10).unwrap_err().contains("only 10"));
+        assert!(subset("data.train_subset", 11, 10)
+            .unwrap_err()
+            .contains("only 10"));
         assert!(sizes("c", &[64, 128]).is_ok());
         assert!(sizes("c", &[]).is_err() && sizes("c", &[64, 0]).is_err());
     }

@@ -524,7 +524,13 @@ mod tests {
         }
         let x = images(6, 3);
         let probabilities = |model: &GanEm| -> Vec<f32> {
-            model.posterior(&x, Mode::Eval).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+            model
+                .posterior(&x, Mode::Eval)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
         };
         model.spec.eval_batch_size = 6;
         let whole = (probabilities(&model), model.predict(&x).unwrap());
@@ -550,7 +556,10 @@ mod tests {
             let mut model = GanEm::new(&profile, 3, shape, 8, 1, &Device::Cpu).unwrap();
             let w = Tensor::full(1.0f32 / 3.0, (8, 3), &Device::Cpu).unwrap();
             model.gan_update(&images(8, 5), &w).unwrap();
-            (values(&model.discriminator.params), values(&model.generator.params))
+            (
+                values(&model.discriminator.params),
+                values(&model.generator.params),
+            )
         };
         let (reuse, fresh) = (run(GeneratorBatch::Reuse), run(GeneratorBatch::Fresh));
         assert_eq!(reuse.0, fresh.0, "D's update is the same");
@@ -575,8 +584,14 @@ mod tests {
             .find_map(|_| model.gan_update(&real, &w).err())
             .expect("the losses explode within 50 updates");
         let message = error.to_string();
-        assert!(matches!(error, Error::Diverged { iteration: 1, .. }), "{message}");
-        assert!(message.contains("EM iteration 1") && message.contains("L_"), "{message}");
+        assert!(
+            matches!(error, Error::Diverged { iteration: 1, .. }),
+            "{message}"
+        );
+        assert!(
+            message.contains("EM iteration 1") && message.contains("L_"),
+            "{message}"
+        );
     }
 
     #[test]

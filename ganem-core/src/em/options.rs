@@ -166,4 +166,3 @@ impl EmSpec {
         validate::positive("em.max_loss", self.max_loss)
     }
 }
-
