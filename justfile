@@ -1,6 +1,6 @@
 # GAN-EM experiments. `just --list` shows the recipes.
 
-seed := "1"
+seeds := "1,2,3"
 
 # Build everything in release mode (training is unusable without optimisation).
 build:
@@ -14,24 +14,29 @@ test:
 ci:
     bash .ci/run
 
-# GAN-EM clustering of MNIST with K clusters on a profile (fast, paper, ci or a TOML path).
-mnist-cluster k="10" profile="fast":
-    cargo run --release --bin mnist-cluster -- --k {{k}} --profile {{profile}} --seed {{seed}}
+# GAN-EM clustering of MNIST: K clusters, a profile (fast, paper, ci or a TOML path), seeds.
+mnist-cluster k="10" profile="fast" seeds=seeds:
+    cargo run --release --bin mnist-cluster -- --k {{k}} --profile {{profile}} --seeds {{seeds}}
 
 # k-means and GMM on raw pixels (Table 1, first two rows).
 mnist-baselines:
-    cargo run --release --bin mnist-baselines -- --seed {{seed}}
+    cargo run --release --bin mnist-baselines -- --seed 1
 
-# Reproduce a table of the paper: `just reproduce table1` (MNIST column, fast profile).
-reproduce table profile="fast":
+# Each recipe choice of the fast profile switched alone (configs/mnist-cluster/ablation.toml).
+ablation seeds=seeds:
+    cargo build --release
+    ./target/release/mnist-ablation --seeds {{seeds}}
+
+# Reproduce a table of the paper, e.g. `just reproduce table1 fast 1,2,3`; finished runs are skipped.
+reproduce table profile="fast" seeds=seeds:
     #!/usr/bin/env bash
     set -euo pipefail
     case "{{table}}" in
       table1)
         cargo build --release
-        ./target/release/mnist-baselines --seed {{seed}}
+        [ -f results/mnist_baselines.csv ] || ./target/release/mnist-baselines --seed 1
         for k in 10 20 30; do
-          ./target/release/mnist-cluster --k $k --profile {{profile}} --seed {{seed}}
+          ./target/release/mnist-cluster --k $k --profile {{profile}} --seeds {{seeds}}
         done ;;
       *) echo "only table1 (MNIST clustering column) is implemented so far" >&2; exit 2 ;;
     esac

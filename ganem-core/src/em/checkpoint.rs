@@ -103,6 +103,12 @@ impl GanEm {
 
 fn read_state(dir: &Path, identity: &RunIdentity) -> Result<CheckpointState> {
     let path = dir.join("state.json");
+    if !path.is_file() {
+        return Err(Error::Invalid(format!(
+            "no checkpoint in {} to resume: start the run without --resume",
+            dir.display()
+        )));
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let state: CheckpointState = serde_json::from_str(&text).map_err(|e| {
         Error::bad_file(

@@ -578,6 +578,35 @@ mod tests {
     }
 
     #[test]
+    fn pytorch_initialisation_draws_within_one_over_root_fan_in() {
+        let spec = NetSpec {
+            init: Init::Pytorch,
+            ..quarter_width()
+        };
+        let image = crate::data::mnist::SHAPE;
+        let d = Classifier::new(&spec, image, 11, "d", &Device::Cpu, &mut rng()).unwrap();
+        let head: Vec<f32> = d
+            .params
+            .get("d.head.weight")
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let bound = 1.0 / (256f32).sqrt(); // the head reads the 256 hidden units
+        assert!(head.iter().all(|w| w.abs() <= bound));
+        // U(-b, b) has standard deviation b / sqrt(3); N(0, 0.02) would give 0.02.
+        let std = (head.iter().map(|w| w * w).sum::<f32>() / head.len() as f32).sqrt();
+        assert!((std - bound / 3f32.sqrt()).abs() < 0.1 * bound, "{std}");
+        let bias: Vec<f32> = d.params.get("d.head.bias").unwrap().to_vec1().unwrap();
+        assert!(bias.iter().any(|&b| b != 0.0) && bias.iter().all(|b| b.abs() <= bound));
+        let dcgan =
+            Classifier::new(&quarter_width(), image, 11, "d", &Device::Cpu, &mut rng()).unwrap();
+        let bias: Vec<f32> = dcgan.params.get("d.head.bias").unwrap().to_vec1().unwrap();
+        assert!(bias.iter().all(|&b| b == 0.0));
+    }
+
+    #[test]
     fn mnist_networks_have_the_papers_shapes() {
         let (spec, image) = (NetSpec::default(), crate::data::mnist::SHAPE);
         let g = Generator::new(&spec, image, 10, &Device::Cpu, &mut rng()).unwrap();

@@ -1,0 +1,92 @@
+//! `mnist-cluster` as a user runs it: bad settings fail within seconds with a message naming
+//! the setting and write nothing; a run whose losses explode stops as diverged.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn data_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist");
+    std::env::var_os("GANEM_DATA_DIR")
+        .map(PathBuf::from)
+        .or_else(|| dir.is_dir().then_some(dir))
+}
+
+/// Runs mnist-cluster in a fresh folder; returns (success, stderr, files written there).
+fn mnist_cluster(name: &str, args: &[&str]) -> (bool, String, Vec<PathBuf>) {
+    let dir = std::env::temp_dir().join(format!("ganem-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mnist-cluster"));
+    cmd.current_dir(&dir).env("RUST_BACKTRACE", "0").args(args);
+    if let Some(data) = data_dir() {
+        cmd.arg("--data-dir").arg(data);
+    }
+    let out = cmd.output().unwrap();
+    let mut files = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), stderr, files)
+}
+
+#[test]
+fn bad_settings_fail_naming_the_setting_and_write_nothing() {
+    if data_dir().is_none() {
+        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+        return;
+    }
+    let cases: [(&[&str], &str); 7] = [
+        (&["--iterations", "0"], "em.iterations = 0"),
+        (&["--set", "optimizer.lr=-1.0"], "optimizer.lr = -1"),
+        (&["--set", "em.lr_decay=1.5"], "em.lr_decay = 1.5"),
+        (&["--set", "em.m_step_epochs=nan"], "em.m_step_epochs = NaN"),
+        (&["--k", "1"], "--k 1 is out of range"),
+        (&["--k", "70000"], "--k 70000 is out of range"),
+        (&["--profile", "ci", "--resume"], "no checkpoint"),
+    ];
+    for (i, (args, expected)) in cases.iter().enumerate() {
+        let (ok, stderr, files) = mnist_cluster(&format!("bad{i}"), args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(files.is_empty(), "{args:?} wrote {files:?}");
+    }
+}
+
+#[test]
+fn a_run_whose_losses_explode_stops_as_diverged() {
+    if data_dir().is_none() {
+        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+        return;
+    }
+    let args = [
+        "--profile",
+        "ci",
+        "--set",
+        "optimizer.lr=1e4",
+        "--set",
+        "data.train_subset=2000",
+        "--iterations",
+        "2",
+    ];
+    let (ok, stderr, files) = mnist_cluster("diverge", &args);
+    assert!(!ok, "the run finished: {stderr}");
+    assert!(stderr.contains("diverged in EM iteration"), "{stderr}");
+    // It diverged in its first iteration, so no result was written.
+    assert!(
+        files
+            .iter()
+            .all(|f| f.to_string_lossy().contains("checkpoints")),
+        "{files:?}"
+    );
+}
