@@ -2,6 +2,7 @@
 //! over seeds and their summaries.
 
 pub mod provenance;
+pub mod runner;
 pub mod runs;
 
 use std::path::{Path, PathBuf};

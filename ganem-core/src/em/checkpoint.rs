@@ -79,12 +79,6 @@ impl GanEm {
         std::fs::rename(&partial, &path).map_err(|e| Error::io(&path, e))
     }
 
-    /// The iteration a checkpoint in `dir` reached, after checking that it belongs to the run
-    /// `identity` describes (an error says what differs).
-    pub fn checkpoint_iteration(dir: &Path, identity: &RunIdentity) -> Result<usize> {
-        Ok(read_state(dir, identity)?.iteration)
-    }
-
     /// Restores a run saved by [`GanEm::save`]; `train` re-derives w = E(x_real).
     pub fn resume(&mut self, dir: &Path, identity: &RunIdentity, train: &ImageSet) -> Result<()> {
         let state = read_state(dir, identity)?;

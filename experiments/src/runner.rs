@@ -1,0 +1,333 @@
+//! The one driver of GAN-EM runs that every experiment binary shares: the common command
+//! line, seeds, resume and skip, per-iteration CSV rows, checkpoints, the run record, the
+//! samples figure and the summary. An experiment supplies its data, how to prepare the model
+//! and how to score an iteration.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+use ganem_core::config::Profile;
+use ganem_core::data::ImageSet;
+use ganem_core::em::{GanEm, IterationStats, RunIdentity, RunStatus};
+use ganem_core::nets::ImageShape;
+use ganem_core::report::save_image_grid;
+use ganem_core::Error;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::provenance::Provenance;
+use crate::runs::{parse_seeds, run_stem, write_summary, FinalScores, RunRecord};
+use crate::{check_memory, load_profile, read_rows, Bars, CsvOut};
+
+/// Command-line options every experiment binary takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Training profile: `fast` (this CPU), `paper` (the paper as written), `ci` (a few
+    /// minutes), or a path to a TOML file of the same form.
+    #[arg(long, default_value = "fast")]
+    pub profile: String,
+    /// Change one setting of the profile, e.g. `--set em.enet_batch_norm=batch` (repeatable;
+    /// the value in TOML syntax). The results are filed under `profile[settings]`.
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Seed of every random draw; the same seed on the same machine gives the same numbers.
+    #[arg(long, default_value_t = 1, conflicts_with = "seeds")]
+    pub seed: u64,
+    /// Several seeds, one run each, e.g. `1,2,3` or `1-5`; a failed run does not stop the
+    /// others.
+    #[arg(long)]
+    pub seeds: Option<String>,
+    /// Folder for the CSV tables, run records and the summary.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Folder for figures (written under `figures/`).
+    #[arg(long, default_value = "reports")]
+    pub reports: PathBuf,
+    /// Folder holding the data sets (else $GANEM_DATA_DIR, ../shared/data, ./data, or a
+    /// download from the Hugging Face Hub).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Override the profile's number of EM iterations.
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Folder under which each run keeps its checkpoint, saved after every EM iteration.
+    #[arg(long, default_value = "checkpoints")]
+    pub checkpoint_dir: PathBuf,
+    /// Continue each run from its checkpoint instead of starting afresh.
+    #[arg(long)]
+    pub resume: bool,
+    /// Rerun runs that already finished.
+    #[arg(long)]
+    pub force: bool,
+    /// Exit with an error when a run's final test error (a fraction) is above this (for CI).
+    #[arg(long)]
+    pub max_test_error: Option<f64>,
+}
+
+impl CommonArgs {
+    /// The profile with overrides and `--iterations` applied and every setting checked, and
+    /// the label its results are filed under.
+    pub fn profile(&self, experiment: &str) -> Result<(Profile, String)> {
+        let loaded = load_profile(experiment, &self.profile, &self.overrides)?;
+        let (mut profile, label) = (loaded.profile, loaded.label);
+        if let Some(n) = self.iterations {
+            profile.em.iterations = n;
+        }
+        profile
+            .validate()
+            .map_err(|m| anyhow::anyhow!("invalid setting: {m}"))?;
+        if let Some(limit) = self.max_test_error {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&limit),
+                "--max-test-error {limit} is out of range: it is a fraction in [0, 1]"
+            );
+        }
+        Ok((profile, label))
+    }
+
+    pub fn seed_list(&self) -> Result<Vec<u64>> {
+        match &self.seeds {
+            Some(text) => parse_seeds(text),
+            None => Ok(vec![self.seed]),
+        }
+    }
+}
+
+/// One CSV row per EM iteration; each experiment has its own columns.
+pub trait IterationRow: Serialize + DeserializeOwned {
+    fn iteration(&self) -> usize;
+    /// Seconds since the run started, resumed runs included.
+    fn seconds(&self) -> f64;
+    fn status(&self) -> RunStatus;
+    fn scores(&self) -> FinalScores;
+    /// The line printed after the iteration.
+    fn describe(&self) -> String;
+}
+
+/// What one experiment's runs share.
+pub struct Experiment<'a> {
+    /// File-name prefix and summary name, e.g. `mnist_cluster`.
+    pub name: &'a str,
+    /// Recorded in the checkpoint and the run record, e.g. `mnist` or `svhn-test-split`.
+    pub dataset: String,
+    pub args: &'a CommonArgs,
+    pub profile: &'a Profile,
+    pub label: &'a str,
+    pub clusters: usize,
+    pub image: ImageShape,
+    pub train: &'a ImageSet,
+    pub device: &'a Device,
+}
+
+impl Experiment<'_> {
+    /// Checks K and the memory the runs need against the data and the machine.
+    pub fn check_resources(&self) -> Result<()> {
+        let n = self.train.len();
+        anyhow::ensure!(
+            (2..=n).contains(&self.clusters),
+            "--k {} is out of range: K must be in [2, {n}] (the number of training images)",
+            self.clusters,
+        );
+        check_memory(
+            &format!("K = {} on {n} training images", self.clusters),
+            GanEm::memory_estimate(self.profile, self.clusters, self.image, n),
+        )
+    }
+
+    /// Runs every seed (going on when one fails), then rebuilds the summary. `prepare` sets
+    /// up a fresh model (e.g. its labelled images) and `score` makes an iteration's row.
+    pub fn run_seeds<R: IterationRow>(
+        &self,
+        seeds: &[u64],
+        mut prepare: impl FnMut(&mut GanEm, u64) -> Result<()>,
+        mut score: impl FnMut(&GanEm, &IterationStats, f64) -> Result<R>,
+    ) -> Result<()> {
+        self.check_resources()?;
+        let mut failed = Vec::new();
+        let mut finished = 0;
+        for &seed in seeds {
+            match self.run_seed(seed, &mut prepare, &mut score) {
+                Ok(record) => {
+                    finished += 1;
+                    if record.status == RunStatus::Diverged {
+                        failed.push(format!(
+                            "seed {seed}: {}",
+                            record.message.unwrap_or_default()
+                        ));
+                    }
+                }
+                Err(e) => {
+                    eprintln!("seed {seed} failed: {e:#}");
+                    failed.push(format!("seed {seed}: {e:#}"));
+                }
+            }
+        }
+        if finished > 0 {
+            let hashes = BTreeMap::from([(self.label.to_string(), self.profile.fingerprint())]);
+            let (path, stale) = write_summary(&self.args.out, self.name, &hashes)?;
+            println!("summary: {}", path.display());
+            if stale > 0 {
+                println!(
+                    "  ({stale} run(s) of earlier settings of profile {} left out of it)",
+                    self.label
+                );
+            }
+        }
+        anyhow::ensure!(
+            failed.is_empty(),
+            "{} of {} run(s) failed:\n  {}",
+            failed.len(),
+            seeds.len(),
+            failed.join("\n  ")
+        );
+        Ok(())
+    }
+
+    /// Runs (or resumes, or skips) one seed; writes its CSV, record and figure once at least
+    /// one EM iteration has finished, and nothing otherwise.
+    fn run_seed<R: IterationRow>(
+        &self,
+        seed: u64,
+        prepare: &mut impl FnMut(&mut GanEm, u64) -> Result<()>,
+        score: &mut impl FnMut(&GanEm, &IterationStats, f64) -> Result<R>,
+    ) -> Result<RunRecord> {
+        let args = self.args;
+        let identity = RunIdentity {
+            dataset: self.dataset.clone(),
+            clusters: self.clusters,
+            profile: self.label.to_string(),
+            profile_hash: self.profile.fingerprint(),
+            seed,
+        };
+        let stem = run_stem(self.name, &identity);
+        let csv_path = args.out.join(format!("{stem}.csv"));
+        let record_path = RunRecord::path(&args.out, &stem);
+        let checkpoints = args.checkpoint_dir.join(&stem);
+        if !args.force && !args.resume && record_path.exists() {
+            let record = RunRecord::read(&record_path)?;
+            if record.identity == identity && record.iterations >= self.profile.em.iterations {
+                println!(
+                    "{stem}: finished earlier ({} iterations, test error {:.4}); --force reruns it",
+                    record.iterations, record.scores.test_error
+                );
+                return Ok(record);
+            }
+        }
+
+        let n = self.train.len();
+        let mut model = GanEm::new(
+            self.profile,
+            self.clusters,
+            self.image,
+            n,
+            seed,
+            self.device,
+        )?;
+        prepare(&mut model, seed)?;
+        let mut rows: Vec<R> = Vec::new();
+        if args.resume {
+            model
+                .resume(&checkpoints, &identity, self.train)
+                .with_context(|| format!("resuming from {}", checkpoints.display()))?;
+            // An interrupted run's rows are in the partial file; a finished run's in the CSV.
+            let partial = CsvOut::partial_path(&csv_path);
+            let earlier: Vec<R> = read_rows(if partial.exists() {
+                &partial
+            } else {
+                &csv_path
+            })?;
+            rows.extend(
+                earlier
+                    .into_iter()
+                    .filter(|r| r.iteration() <= model.iteration),
+            );
+            println!("{stem}: resumed at EM iteration {}", model.iteration);
+        }
+        println!(
+            "{stem}: K = {}, profile {} ({}), seed {seed}, {n} training images, matrix products \
+             by {}, {} threads",
+            self.clusters,
+            self.label,
+            identity.profile_hash,
+            ganem_core::ops::gemm_backend(),
+            rayon::current_num_threads()
+        );
+        // Created with the first row, so a run that finishes no iteration writes nothing.
+        let mut csv: Option<CsvOut> = None;
+        let write_row = |csv: &mut Option<CsvOut>, row: &R| -> Result<()> {
+            if csv.is_none() {
+                *csv = Some(CsvOut::create(&csv_path)?);
+            }
+            csv.as_mut().expect("created").row(row)
+        };
+        for row in &rows {
+            write_row(&mut csv, row)?;
+        }
+        let elapsed_before = rows.last().map_or(0.0, |r| r.seconds());
+        let started = Instant::now();
+        let mut bars = Bars::new();
+        let mut diverged = None;
+        while model.iteration < self.profile.em.iterations {
+            let stats = match model.step(self.train, &mut bars) {
+                Ok(stats) => stats,
+                Err(e @ Error::Diverged { .. }) => {
+                    eprintln!("{stem}: {e}; the run stops, its last checkpoint and rows stay");
+                    diverged = Some(e.to_string());
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let seconds = elapsed_before + started.elapsed().as_secs_f64();
+            let row = score(&model, &stats, seconds)?;
+            println!("EM {:>3}: {}", row.iteration(), row.describe());
+            write_row(&mut csv, &row)?;
+            model
+                .save(&checkpoints, &identity)
+                .with_context(|| format!("saving checkpoint to {}", checkpoints.display()))?;
+            rows.push(row);
+        }
+        let (Some(csv), Some(last)) = (csv, rows.last()) else {
+            anyhow::bail!(
+                "{stem}: no EM iteration finished ({}); nothing was written",
+                diverged.unwrap_or_else(|| "no iterations to run".into())
+            );
+        };
+        if diverged.is_none() {
+            let per_class = 10;
+            let figure = args.reports.join(format!("figures/{stem}_samples.png"));
+            let samples = model.samples(per_class, seed)?;
+            save_image_grid(&samples, self.clusters, per_class, &figure)?;
+            println!("wrote {}", figure.display());
+        }
+        let written = csv.finish()?;
+        let record = RunRecord {
+            identity,
+            status: if diverged.is_some() {
+                RunStatus::Diverged
+            } else {
+                last.status()
+            },
+            message: diverged,
+            iterations: last.iteration(),
+            scores: last.scores(),
+            seconds: last.seconds(),
+            settings: serde_json::to_value(self.profile)?,
+            provenance: Provenance::of_this_process(),
+        };
+        let record_path = record.write(&args.out, &stem)?;
+        println!("wrote {} and {}", written.display(), record_path.display());
+        if let Some(limit) = args.max_test_error {
+            let error = record.scores.test_error;
+            anyhow::ensure!(
+                error <= limit,
+                "regression: final test error {error:.4} ({}) is above the threshold {limit:.4}",
+                written.display()
+            );
+            println!("regression check passed: test error {error:.4} <= {limit:.4}");
+        }
+        Ok(record)
+    }
+}
