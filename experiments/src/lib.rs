@@ -17,28 +17,50 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Profiles shipped with the binaries, so they run from any folder: (experiment, name, TOML).
-const BUILTIN_PROFILES: &[(&str, &str, &str)] = &[
-    (
-        "mnist-cluster",
-        "paper",
-        include_str!("../../configs/mnist-cluster/paper.toml"),
-    ),
-    (
-        "mnist-cluster",
+/// A built-in profile: (experiment, name, path in the repository, TOML).
+macro_rules! builtin {
+    ($experiment:literal, $name:literal, $file:literal) => {
+        (
+            $experiment,
+            $name,
+            concat!("configs/", $file),
+            include_str!(concat!("../../configs/", $file)),
+        )
+    };
+}
+
+/// Profiles shipped with the binaries, so they run from any folder.
+const BUILTIN_PROFILES: &[(&str, &str, &str, &str)] = &[
+    builtin!("mnist-cluster", "paper", "mnist-cluster/paper.toml"),
+    builtin!("mnist-cluster", "fast", "mnist-cluster/fast.toml"),
+    builtin!("mnist-cluster", "fast-v1", "mnist-cluster/fast-v1.toml"),
+    builtin!("mnist-cluster", "ci", "mnist-cluster/ci.toml"),
+    builtin!(
+        "semi-supervised/mnist",
         "fast",
-        include_str!("../../configs/mnist-cluster/fast.toml"),
+        "semi-supervised/mnist-fast.toml"
     ),
-    (
-        "mnist-cluster",
-        "fast-v1",
-        include_str!("../../configs/mnist-cluster/fast-v1.toml"),
+    builtin!(
+        "semi-supervised/mnist",
+        "paper",
+        "semi-supervised/mnist-paper.toml"
     ),
-    (
-        "mnist-cluster",
+    builtin!(
+        "semi-supervised/mnist",
         "ci",
-        include_str!("../../configs/mnist-cluster/ci.toml"),
+        "semi-supervised/mnist-ci.toml"
     ),
+    builtin!(
+        "semi-supervised/svhn",
+        "fast",
+        "semi-supervised/svhn-fast.toml"
+    ),
+    builtin!(
+        "semi-supervised/svhn",
+        "paper",
+        "semi-supervised/svhn-paper.toml"
+    ),
+    builtin!("semi-supervised/svhn", "ci", "semi-supervised/svhn-ci.toml"),
 ];
 
 /// A profile as a run uses it: its settings and the label its results are filed under (the
@@ -52,22 +74,19 @@ pub struct LoadedProfile {
 /// applies `overrides` (`section.key=value`, the value in TOML syntax, a bare word read as a
 /// string), then checks every setting.
 pub fn load_profile(experiment: &str, name: &str, overrides: &[String]) -> Result<LoadedProfile> {
-    let (text, origin) = if let Some((_, _, text)) = BUILTIN_PROFILES
+    let (text, origin) = if let Some((_, _, path, text)) = BUILTIN_PROFILES
         .iter()
-        .find(|(e, n, _)| *e == experiment && *n == name)
+        .find(|(e, n, _, _)| *e == experiment && *n == name)
     {
-        (
-            text.to_string(),
-            PathBuf::from(format!("configs/{experiment}/{name}.toml")),
-        )
+        (text.to_string(), PathBuf::from(path))
     } else if Path::new(name).is_file() {
         let text = std::fs::read_to_string(name).with_context(|| format!("reading {name}"))?;
         (text, PathBuf::from(name))
     } else {
         let known: Vec<&str> = BUILTIN_PROFILES
             .iter()
-            .filter(|(e, _, _)| *e == experiment)
-            .map(|(_, n, _)| *n)
+            .filter(|(e, _, _, _)| *e == experiment)
+            .map(|(_, n, _, _)| *n)
             .collect();
         anyhow::bail!(
             "unknown profile '{name}': use one of {} or a path to a TOML file",

@@ -109,10 +109,15 @@ pub trait IterationRow: Serialize + DeserializeOwned {
 
 /// What one experiment's runs share.
 pub struct Experiment<'a> {
-    /// File-name prefix and summary name, e.g. `mnist_cluster`.
-    pub name: &'a str,
-    /// Recorded in the checkpoint and the run record, e.g. `mnist` or `svhn-test-split`.
+    /// File-name prefix of the runs, e.g. `mnist_cluster` or `semi_mnist_labels100`.
+    pub name: String,
+    /// The summary the runs go into: `{summary}_summary.csv` over every record named
+    /// `{summary}_*` (e.g. `mnist_cluster`, or `semi` for every semi-supervised setting).
+    pub summary: &'a str,
+    /// Recorded in the checkpoint and the run record, e.g. `mnist` or `svhn`.
     pub dataset: String,
+    /// Labelled training images (0: unsupervised).
+    pub labels: usize,
     pub args: &'a CommonArgs,
     pub profile: &'a Profile,
     pub label: &'a str,
@@ -167,7 +172,7 @@ impl Experiment<'_> {
         }
         if finished > 0 {
             let hashes = BTreeMap::from([(self.label.to_string(), self.profile.fingerprint())]);
-            let (path, stale) = write_summary(&self.args.out, self.name, &hashes)?;
+            let (path, stale) = write_summary(&self.args.out, self.summary, &hashes)?;
             println!("summary: {}", path.display());
             if stale > 0 {
                 println!(
@@ -198,11 +203,12 @@ impl Experiment<'_> {
         let identity = RunIdentity {
             dataset: self.dataset.clone(),
             clusters: self.clusters,
+            labels: self.labels,
             profile: self.label.to_string(),
             profile_hash: self.profile.fingerprint(),
             seed,
         };
-        let stem = run_stem(self.name, &identity);
+        let stem = run_stem(&self.name, &identity);
         let csv_path = args.out.join(format!("{stem}.csv"));
         let record_path = RunRecord::path(&args.out, &stem);
         let checkpoints = args.checkpoint_dir.join(&stem);
@@ -298,7 +304,10 @@ impl Experiment<'_> {
         if diverged.is_none() {
             let per_class = 10;
             let figure = args.reports.join(format!("figures/{stem}_samples.png"));
-            let samples = model.samples(per_class, seed)?;
+            let mut samples = model.samples(per_class, seed)?;
+            if self.profile.nets.generator_output == ganem_core::nets::Activation::Tanh {
+                samples = samples.affine(0.5, 0.5)?;
+            }
             save_image_grid(&samples, self.clusters, per_class, &figure)?;
             println!("wrote {}", figure.display());
         }

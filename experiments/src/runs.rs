@@ -119,9 +119,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))
 }
 
-/// One row of an experiment's summary: the runs of one K and profile.
+/// One row of an experiment's summary: the runs of one data set, number of labels, K and
+/// profile.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SummaryRow {
+    pub dataset: String,
+    /// Labelled training images (0: unsupervised).
+    pub labels: usize,
     pub k: usize,
     pub profile: String,
     pub profile_hash: String,
@@ -161,6 +165,8 @@ impl SummaryRow {
         let mut seeds: Vec<u64> = records.iter().map(|r| r.identity.seed).collect();
         seeds.sort_unstable();
         Some(Self {
+            dataset: first.identity.dataset.clone(),
+            labels: first.identity.labels,
             k: first.identity.clusters,
             profile: first.identity.profile.clone(),
             profile_hash: first.identity.profile_hash.clone(),
@@ -192,18 +198,19 @@ impl SummaryRow {
     }
 }
 
-/// Rebuilds `{experiment}_summary.csv` in `dir` from every run record there whose name starts
-/// with `{experiment}_`: one row per (K, profile), over the runs of the profile's current
-/// settings (`current_hashes`, by profile; records of other settings are left out and
-/// counted in the returned note).
+/// Rebuilds `{summary}_summary.csv` in `dir` from every run record there whose name starts
+/// with `{summary}_`: one row per (data set, labels, K, profile), over the runs of the
+/// profile's current settings (`current_hashes`, by profile; records of other settings are
+/// left out and their number returned).
 pub fn write_summary(
     dir: &Path,
-    experiment: &str,
+    summary: &str,
     current_hashes: &BTreeMap<String, String>,
 ) -> Result<(PathBuf, usize)> {
-    let mut groups: BTreeMap<(String, usize), Vec<RunRecord>> = BTreeMap::new();
+    type Key = (String, usize, usize, String);
+    let mut groups: BTreeMap<Key, Vec<RunRecord>> = BTreeMap::new();
     let mut stale = 0;
-    let prefix = format!("{experiment}_");
+    let prefix = format!("{summary}_");
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -219,18 +226,22 @@ pub fn write_summary(
         match current_hashes.get(&id.profile) {
             Some(hash) if *hash != id.profile_hash => stale += 1,
             _ => groups
-                .entry((id.profile.clone(), id.clusters))
+                .entry((
+                    id.dataset.clone(),
+                    id.labels,
+                    id.clusters,
+                    id.profile.clone(),
+                ))
                 .or_default()
                 .push(record),
         }
     }
-    let mut rows: Vec<SummaryRow> = groups.values().filter_map(|r| SummaryRow::of(r)).collect();
-    rows.sort_by(|a, b| (a.k, &a.profile).cmp(&(b.k, &b.profile)));
+    let rows: Vec<SummaryRow> = groups.values().filter_map(|r| SummaryRow::of(r)).collect();
     let mut writer = csv::Writer::from_writer(Vec::new());
     for row in &rows {
         writer.serialize(row)?;
     }
-    let path = dir.join(format!("{experiment}_summary.csv"));
+    let path = dir.join(format!("{summary}_summary.csv"));
     write_atomically(&path, &writer.into_inner()?)?;
     Ok((path, stale))
 }
@@ -244,6 +255,7 @@ mod tests {
             identity: RunIdentity {
                 dataset: "mnist".into(),
                 clusters: 10,
+                labels: 0,
                 profile: "fast".into(),
                 profile_hash: hash.into(),
                 seed,

@@ -138,6 +138,14 @@ fn ari(table: &[Vec<u64>], n: f64) -> f64 {
     }
 }
 
+/// The fraction of `predicted` classes that differ from `labels`: the error of a classifier
+/// whose class c means label c (semi-supervised runs; no mapping is searched).
+pub fn classification_error(predicted: &[usize], labels: &[usize]) -> f64 {
+    assert_eq!(predicted.len(), labels.len(), "one prediction per label");
+    let wrong = predicted.iter().zip(labels).filter(|(p, l)| p != l).count();
+    wrong as f64 / labels.len().max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +192,12 @@ mod tests {
         let s = score(&[0, 0, 1, 2], &[0, 0, 1, 1], 3, 2);
         assert!((s.nmi - 0.8).abs() < 1e-9, "{}", s.nmi);
         assert!((s.ari - 4.0 / 7.0).abs() < 1e-9, "{}", s.ari);
+    }
+
+    #[test]
+    fn classification_error_counts_mismatches_without_mapping() {
+        assert_eq!(classification_error(&[0, 1, 2, 3], &[0, 1, 3, 2]), 0.5);
+        // A relabelled perfect clustering is still wrong as a classifier.
+        assert_eq!(classification_error(&[1, 0], &[0, 1]), 1.0);
     }
 }

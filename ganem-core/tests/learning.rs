@@ -103,6 +103,7 @@ fn resumed_run_matches_uninterrupted_run() {
     let identity = RunIdentity {
         dataset: "mnist-0-1".into(),
         clusters: 2,
+        labels: 0,
         profile: "TEST_PROFILE".into(),
         profile_hash: p.fingerprint(),
         seed: 5,

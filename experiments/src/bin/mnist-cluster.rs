@@ -107,8 +107,10 @@ fn main() -> Result<()> {
     let test = subset(&splits.test, profile.data.test_subset)?;
     let k = args.k;
     let experiment = Experiment {
-        name: "mnist_cluster",
+        name: "mnist_cluster".into(),
+        summary: "mnist_cluster",
         dataset: "mnist".into(),
+        labels: 0,
         args: common,
         profile: &profile,
         label: &label,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::em::EmSpec;
+use crate::em::{EmSpec, SemiSpec};
 use crate::error::{Error, Result};
 use crate::nets::NetSpec;
 use crate::optim::OptimizerSpec;
@@ -34,6 +34,9 @@ pub struct Profile {
     pub em: EmSpec,
     #[serde(default)]
     pub optimizer: OptimizerSpec,
+    /// Used only by runs with labelled images.
+    #[serde(default)]
+    pub semi: SemiSpec,
 }
 
 impl Profile {
@@ -61,6 +64,7 @@ impl Profile {
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.em.validate()?;
         self.nets.validate()?;
+        self.semi.validate()?;
         self.optimizer.validate()
     }
 

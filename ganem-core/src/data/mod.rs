@@ -2,6 +2,7 @@
 
 pub mod idx;
 pub mod mnist;
+pub mod svhn;
 
 use std::path::{Path, PathBuf};
 
@@ -71,6 +72,65 @@ impl ImageSet {
             classes: self.classes,
         })
     }
+
+    /// The images at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Result<Self> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
+            return Err(Error::Invalid(format!(
+                "image index {bad} is out of range for {} images",
+                self.len()
+            )));
+        }
+        let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+        let idx = Tensor::from_vec(idx, indices.len(), self.images.device())?;
+        Ok(Self {
+            images: self.images.index_select(&idx, 0)?,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            shape: self.shape,
+            classes: self.classes,
+        })
+    }
+
+    /// The images `range` (a contiguous part, in order).
+    pub fn range(&self, range: std::ops::Range<usize>) -> Result<Self> {
+        let indices: Vec<usize> = range.collect();
+        self.select(&indices)
+    }
+
+    /// The same images with values mapped from [0, 1] to [-1, 1] (for a tanh generator).
+    pub fn to_symmetric_range(&self) -> Result<Self> {
+        Ok(Self {
+            images: self.images.affine(2.0, -1.0)?,
+            ..self.clone()
+        })
+    }
+}
+
+/// `per_class` images of every class, drawn without replacement by `seed`: the labelled part
+/// of a semi-supervised run. Indices are returned sorted; the same seed gives the same set.
+pub fn balanced_subset(
+    labels: &[usize],
+    classes: usize,
+    per_class: usize,
+    seed: u64,
+) -> Result<Vec<usize>> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(u64::from(u32::MAX));
+    let mut chosen = Vec::with_capacity(classes * per_class);
+    for class in 0..classes {
+        let of_class: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        if of_class.len() < per_class {
+            return Err(Error::Invalid(format!(
+                "{per_class} labelled images per class asked for, but class {class} has only {}",
+                of_class.len()
+            )));
+        }
+        chosen.extend(of_class.choose_multiple(&mut rng, per_class).copied());
+    }
+    chosen.sort_unstable();
+    Ok(chosen)
 }
 
 /// A training split and a held-out test split.
@@ -115,5 +175,31 @@ pub(crate) fn dataset_dir(dir: &Path, name: &str) -> PathBuf {
         nested
     } else {
         dir.to_path_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balanced_subset_is_balanced_deterministic_and_seed_dependent() {
+        // 1,000 labels, class i at every index with i = index % 10, class 9 rarer.
+        let labels: Vec<usize> = (0..1000)
+            .map(|i| if i % 10 == 9 && i > 200 { 0 } else { i % 10 })
+            .collect();
+        let a = balanced_subset(&labels, 10, 10, 1).unwrap();
+        assert_eq!(a.len(), 100);
+        for class in 0..10 {
+            assert_eq!(a.iter().filter(|&&i| labels[i] == class).count(), 10);
+        }
+        let mut unique = a.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), 100, "drawn without replacement");
+        assert_eq!(a, balanced_subset(&labels, 10, 10, 1).unwrap());
+        assert_ne!(a, balanced_subset(&labels, 10, 10, 2).unwrap());
+        // Class 9 has 20 images (9, 19, ..., 199): 30 per class cannot be had.
+        let err = balanced_subset(&labels, 10, 30, 1).unwrap_err().to_string();
+        assert!(err.contains("class 9 has only 20"), "{err}");
     }
 }

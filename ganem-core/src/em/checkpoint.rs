@@ -16,6 +16,10 @@ pub struct RunIdentity {
     pub dataset: String,
     /// K.
     pub clusters: usize,
+    /// Labelled training images (0: unsupervised; absent in records of unsupervised runs
+    /// written before semi-supervision existed).
+    #[serde(default)]
+    pub labels: usize,
     /// The profile's name (a built-in name or the file's path).
     pub profile: String,
     /// [`crate::config::Profile::fingerprint`] of the settings, without the iteration count
@@ -37,6 +41,11 @@ impl RunIdentity {
         };
         cmp("data set", self.dataset.clone(), run.dataset.clone());
         cmp("K", self.clusters.to_string(), run.clusters.to_string());
+        cmp(
+            "labelled images",
+            self.labels.to_string(),
+            run.labels.to_string(),
+        );
         cmp("profile", self.profile.clone(), run.profile.clone());
         cmp(
             "profile settings (hash)",
@@ -132,6 +141,7 @@ mod tests {
         let a = RunIdentity {
             dataset: "mnist".into(),
             clusters: 10,
+            labels: 0,
             profile: "fast".into(),
             profile_hash: "abc".into(),
             seed: 1,

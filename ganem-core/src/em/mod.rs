@@ -18,7 +18,7 @@ pub use checkpoint::RunIdentity;
 pub use health::RunStatus;
 pub use options::{
     ClassSampling, EmSpec, EnetBatchNorm, ExtraUnitTerms, GeneratorBatch, GeneratorStatistics,
-    Noise,
+    Noise, SemiSpec,
 };
 
 use crate::config::Profile;
@@ -58,12 +58,19 @@ pub struct IterationStats {
     pub sample_spread: f64,
     /// `Ok` or `Collapsed` by [`health::status_of`].
     pub status: RunStatus,
+    /// With labelled images: the E-net's error on them after the E-step, and how many
+    /// labelled updates it took.
+    pub labelled_error: Option<f64>,
+    pub labelled_updates: usize,
     pub seconds: f64,
 }
 
 /// The state of a GAN-EM run: the three networks, the prior phi and the soft assignments w.
 pub struct GanEm {
     spec: EmSpec,
+    semi: SemiSpec,
+    /// The labelled real images of a semi-supervised run and their classes.
+    labelled: Option<(Tensor, Vec<u32>)>,
     optimizer: OptimizerSpec,
     pub generator: Generator,
     pub discriminator: Classifier,
@@ -120,6 +127,8 @@ impl GanEm {
         let soft_assignments = Tensor::full(1.0 / clusters as f32, (train_len, clusters), device)?;
         Ok(Self {
             spec: profile.em.clone(),
+            semi: profile.semi.clone(),
+            labelled: None,
             optimizer: profile.optimizer.clone(),
             generator,
             discriminator,
@@ -341,16 +350,93 @@ impl GanEm {
             .generator
             .forward(&input, self.e_step_generator_mode(), Weights::Fixed)?
             .detach();
-        let enet_mode = match self.spec.enet_batch_norm {
-            EnetBatchNorm::Frozen => Mode::Eval,
-            EnetBatchNorm::Batch | EnetBatchNorm::Running => Mode::Train,
-        };
-        let logits = self.enet.forward(&images, enet_mode, Weights::Train)?;
+        let logits = self
+            .enet
+            .forward(&images, self.enet_training_mode(), Weights::Train)?;
         let targets = Tensor::from_vec(classes, batch, &self.device)?;
         let loss = enet_loss(&logits, &targets)?;
         let value = self.checked("L_E", &loss)?;
         self.optimizers()?.enet.backward_step(&loss)?;
         Ok(value)
+    }
+
+    /// The E-net's BatchNorm mode while it trains.
+    fn enet_training_mode(&self) -> Mode {
+        match self.spec.enet_batch_norm {
+            EnetBatchNorm::Frozen => Mode::Eval,
+            EnetBatchNorm::Batch | EnetBatchNorm::Running => Mode::Train,
+        }
+    }
+
+    /// Makes this a semi-supervised run: `images` with their `classes` (each below K) train
+    /// the E-net at the end of every E-step, and class c of the generator becomes class c.
+    pub fn set_labelled(&mut self, images: Tensor, classes: &[usize]) -> Result<()> {
+        if images.dim(0)? != classes.len() || classes.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{} labelled images with {} labels",
+                images.dim(0)?,
+                classes.len()
+            )));
+        }
+        if let Some(&c) = classes.iter().find(|&&c| c >= self.clusters) {
+            return Err(Error::Invalid(format!(
+                "label {c} of a labelled image is not below K = {}",
+                self.clusters
+            )));
+        }
+        self.labelled = Some((images, classes.iter().map(|&c| c as u32).collect()));
+        Ok(())
+    }
+
+    /// The E-net's error on the labelled images (evaluation mode), if there are any.
+    pub fn labelled_error(&self) -> Result<Option<f64>> {
+        let Some((images, classes)) = &self.labelled else {
+            return Ok(None);
+        };
+        let predicted = self.predict(images)?;
+        let wrong = predicted
+            .iter()
+            .zip(classes)
+            .filter(|(&p, &c)| p != c as usize)
+            .count();
+        Ok(Some(wrong as f64 / classes.len() as f64))
+    }
+
+    /// Sec. 5.3: trains the E-net on the labelled images until its error on them is at most
+    /// epsilon (checked every `check_every` updates, at most `max_labelled_updates`).
+    /// Returns the final labelled error and the number of updates.
+    fn fit_labelled(&mut self) -> Result<(Option<f64>, usize)> {
+        let Some((images, classes)) = self.labelled.clone() else {
+            return Ok((None, 0));
+        };
+        let n = classes.len();
+        let batch = self.semi.labelled_batch_size.min(n);
+        let mut order: Vec<u32> = Vec::new();
+        let mut updates = 0;
+        let mut error = self.labelled_error()?.expect("labelled images");
+        while error > self.semi.labelled_error_target && updates < self.semi.max_labelled_updates {
+            for _ in 0..self.semi.check_every {
+                if order.len() < batch {
+                    let mut epoch: Vec<u32> = (0..n as u32).collect();
+                    epoch.shuffle(&mut self.rng);
+                    order.extend(epoch);
+                }
+                let pick: Vec<u32> = order.drain(..batch).collect();
+                let targets: Vec<u32> = pick.iter().map(|&i| classes[i as usize]).collect();
+                let idx = Tensor::from_vec(pick, batch, &self.device)?;
+                let x = images.index_select(&idx, 0)?;
+                let logits = self
+                    .enet
+                    .forward(&x, self.enet_training_mode(), Weights::Train)?;
+                let targets = Tensor::from_vec(targets, batch, &self.device)?;
+                let loss = enet_loss(&logits, &targets)?;
+                self.checked("L_E (labelled)", &loss)?;
+                self.optimizers()?.enet.backward_step(&loss)?;
+                updates += 1;
+            }
+            error = self.labelled_error()?.expect("labelled images");
+        }
+        Ok((Some(error), updates))
     }
 
     /// Runs one EM iteration (M-step then E-step) on `train`, whose order must match the one
@@ -412,6 +498,7 @@ impl GanEm {
             progress.advance(1);
         }
         progress.finish();
+        let (labelled_error, labelled_updates) = self.fit_labelled()?;
 
         // w = E(x_real) (Algorithm 1, line 14).
         self.soft_assignments = self.assign(&train.images)?;
@@ -424,6 +511,8 @@ impl GanEm {
             iteration: self.iteration,
             sample_spread: spread,
             status: health::status_of(loss_d, spread),
+            labelled_error,
+            labelled_updates,
             loss_d,
             loss_g: sum_g / batches as f64,
             loss_e: sum_e / steps as f64,

@@ -166,3 +166,46 @@ impl EmSpec {
         validate::positive("em.max_loss", self.max_loss)
     }
 }
+
+/// Semi-supervision (Sec. 5.3, App. B.1): at the end of every E-step the E-net is trained on
+/// the labelled real images (cross-entropy) until its error on them is at most
+/// `labelled_error_target`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SemiSpec {
+    /// epsilon of Sec. 5.3 (it suggests 5-10 %, to avoid over-fitting); 0 trains until the
+    /// labelled accuracy is 100 %, as App. B.1 says.
+    pub labelled_error_target: f64,
+    /// Labelled images per E-net update.
+    pub labelled_batch_size: usize,
+    /// E-net updates between two measurements of the labelled error.
+    pub check_every: usize,
+    /// At most this many labelled updates per E-step, in case the target is out of reach.
+    pub max_labelled_updates: usize,
+}
+
+impl Default for SemiSpec {
+    fn default() -> Self {
+        Self {
+            labelled_error_target: 0.0,
+            labelled_batch_size: 64,
+            check_every: 10,
+            max_labelled_updates: 1000,
+        }
+    }
+}
+
+impl SemiSpec {
+    /// Checks every setting's range.
+    pub fn validate(&self) -> Result<(), Violation> {
+        let target = self.labelled_error_target;
+        if !(0.0..1.0).contains(&target) {
+            return Err(format!(
+                "semi.labelled_error_target = {target} is out of range: it must be in [0, 1)"
+            ));
+        }
+        validate::count("semi.labelled_batch_size", self.labelled_batch_size)?;
+        validate::count("semi.check_every", self.check_every)?;
+        validate::count("semi.max_labelled_updates", self.max_labelled_updates)
+    }
+}

@@ -153,6 +153,8 @@ pub enum Activation {
     LeakyRelu,
     Relu,
     Sigmoid,
+    /// For images in [-1, 1] (SVHN, CelebA).
+    Tanh,
     Identity,
 }
 
@@ -165,7 +167,7 @@ impl Activation {
         match self {
             Activation::LeakyRelu => Some(LEAKY_SLOPE),
             Activation::Relu => Some(0.0),
-            Activation::Sigmoid | Activation::Identity => None,
+            Activation::Sigmoid | Activation::Tanh | Activation::Identity => None,
         }
     }
 
@@ -177,6 +179,7 @@ impl Activation {
             Activation::LeakyRelu => candle_nn::ops::leaky_relu(x, LEAKY_SLOPE as f64),
             Activation::Relu => x.relu(),
             Activation::Sigmoid => candle_nn::ops::sigmoid(x),
+            Activation::Tanh => x.tanh(),
             Activation::Identity => Ok(x.clone()),
         }
     }

@@ -33,6 +33,9 @@ pub struct NetSpec {
     pub generator_deconv_channels: Vec<usize>,
     /// Hidden activation of the generator (the paper: lReLU(0.2); the authors' code: ReLU).
     pub generator_activation: Activation,
+    /// The generator's output activation: `sigmoid` for images in [0, 1] (MNIST), `tanh` for
+    /// images in [-1, 1] (SVHN, CelebA).
+    pub generator_output: Activation,
     /// How weights are first drawn (not stated by the paper; DCGAN's N(0, 0.02) by default).
     pub init: Init,
 }
@@ -49,6 +52,7 @@ impl Default for NetSpec {
             generator_base_channels: 128,
             generator_deconv_channels: vec![64],
             generator_activation: Activation::LeakyRelu,
+            generator_output: Activation::Sigmoid,
             init: Init::Dcgan,
         }
     }
@@ -63,6 +67,15 @@ impl NetSpec {
         validate::sizes("nets.conv_channels", &self.conv_channels)?;
         validate::count("nets.fc_hidden", self.fc_hidden)?;
         validate::count("nets.generator_base_channels", self.generator_base_channels)?;
+        if !matches!(
+            self.generator_output,
+            Activation::Sigmoid | Activation::Tanh
+        ) {
+            return Err(format!(
+                "nets.generator_output = {:?} is out of range: it must be sigmoid or tanh",
+                self.generator_output
+            ));
+        }
         if self.generator_deconv_channels.contains(&0) {
             return Err(format!(
                 "nets.generator_deconv_channels = {:?} is out of range: each size must be at \
@@ -186,7 +199,8 @@ pub fn generator_flops(spec: &NetSpec, image: ImageShape, classes: usize) -> f64
     flops
 }
 
-/// Conditional generator G(z, c): noise and a one-hot class to an image in [0, 1].
+/// Conditional generator G(z, c): noise and a one-hot class to an image (in [0, 1] or
+/// [-1, 1], by its output activation).
 pub struct Generator {
     pub params: Params,
     input_fc: Option<(Linear, BatchNorm)>,
@@ -197,6 +211,7 @@ pub struct Generator {
     base_side: (usize, usize),
     base_channels: usize,
     activation: Activation,
+    output_activation: Activation,
     /// Noise dimension followed by the number of classes.
     pub input_dims: (usize, usize),
 }
@@ -279,6 +294,7 @@ impl Generator {
             base_side,
             base_channels,
             activation: spec.generator_activation,
+            output_activation: spec.generator_output,
             input_dims: (spec.noise_dim, classes),
         })
     }
@@ -299,7 +315,8 @@ impl Generator {
         for (deconv, bn) in &self.hidden {
             x = bn.forward(&deconv.forward(&x, weights)?, mode, act, weights)?;
         }
-        Activation::Sigmoid.apply(&self.output.forward(&x, weights)?)
+        self.output_activation
+            .apply(&self.output.forward(&x, weights)?)
     }
 }
 
