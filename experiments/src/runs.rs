@@ -44,21 +44,31 @@ pub fn run_stem(experiment: &str, identity: &RunIdentity) -> String {
     )
 }
 
-/// A profile's name fit for a file name: a built-in name as it is, a path's file stem.
-pub fn profile_slug(profile: &str) -> String {
-    Path::new(profile)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| profile.to_string())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// A profile's label fit for a file name: a built-in name as it is, a path's file stem, and
+/// the overrides in brackets spelled out (`fast[em.lr_decay=0.9]` -> `fast_em_lr_decay_0_9`),
+/// so that runs of different settings never share a file.
+pub fn profile_slug(label: &str) -> String {
+    let (name, overrides) = match label.split_once('[') {
+        Some((name, rest)) => (name, rest.trim_end_matches(']')),
+        None => (label, ""),
+    };
+    let name = if name.ends_with(".toml") || name.contains('/') {
+        Path::new(name)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.to_string())
+    } else {
+        name.to_string()
+    };
+    let mut slug = String::new();
+    for c in format!("{name}_{overrides}").chars() {
+        if c.is_ascii_alphanumeric() || c == '-' {
+            slug.push(c);
+        } else if !slug.ends_with('_') {
+            slug.push('_');
+        }
+    }
+    slug.trim_end_matches('_').to_string()
 }
 
 /// The final scores of a run.
@@ -272,6 +282,24 @@ mod tests {
             settings: serde_json::Value::Null,
             provenance: Provenance::of_this_process(),
         }
+    }
+
+    #[test]
+    fn every_override_gets_its_own_file_name() {
+        assert_eq!(profile_slug("fast"), "fast");
+        assert_eq!(profile_slug("configs/mine.toml"), "mine");
+        assert_eq!(
+            profile_slug("fast[em.enet_batch_norm=batch]"),
+            "fast_em_enet_batch_norm_batch"
+        );
+        assert_ne!(
+            profile_slug("fast[em.generator_loss=paper_kl]"),
+            profile_slug("fast[em.generator_loss=paper_kl,em.generator_weight_clip=0.01]")
+        );
+        assert_eq!(
+            profile_slug("fast[optimizer={kind='rmsprop', lr=2e-4}]"),
+            "fast_optimizer_kind_rmsprop_lr_2e-4"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use experiments::runs::{parse_seeds, profile_slug, write_atomically};
+use experiments::runs::{parse_seeds, profile_slug, write_atomically, RunRecord};
 use ganem_core::summary::Stats;
 use serde::{Deserialize, Serialize};
 
@@ -73,8 +73,11 @@ struct TableRow {
     test_error_std: Option<f64>,
     test_error_min: Option<f64>,
     test_error_max: Option<f64>,
-    /// Mean test error minus the base profile's (negative: the variant is better).
+    /// Mean test error minus the base profile's on the same seeds (negative: the variant is
+    /// better).
     difference_from_base: Option<f64>,
+    #[serde(skip)]
+    errors_by_seed: Vec<(u64, f64)>,
 }
 
 fn main() -> Result<()> {
@@ -170,11 +173,18 @@ fn main() -> Result<()> {
             test_error_min: stats.map(|s| s.min),
             test_error_max: stats.map(|s| s.max),
             difference_from_base: None,
+            errors_by_seed: found.iter().map(|(s, r)| (*s, r.test_error)).collect(),
         });
     }
-    let base_mean = rows[0].test_error_mean;
+    let base = rows[0].errors_by_seed.clone();
     for row in &mut rows {
-        row.difference_from_base = row.test_error_mean.zip(base_mean).map(|(a, b)| a - b);
+        // Paired by seed: GAN-EM's seed-to-seed spread is larger than most effects.
+        let pairs: Vec<f64> = row
+            .errors_by_seed
+            .iter()
+            .filter_map(|(s, e)| base.iter().find(|(b, _)| b == s).map(|(_, b)| e - b))
+            .collect();
+        row.difference_from_base = Stats::of(&pairs).map(|d| d.mean);
     }
     let mut writer = csv::Writer::from_writer(Vec::new());
     for row in &rows {
@@ -198,13 +208,15 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The row of EM iteration `iteration` of a run's CSV, if that run got so far.
+/// The row of EM iteration `iteration` of a run of `label`, if that run got so far (its
+/// record must name the same profile and settings).
 fn row_at(out: &Path, label: &str, k: usize, seed: u64, iteration: usize) -> Option<RunRow> {
-    let path = out.join(format!(
-        "mnist_cluster_{}_k{k}_seed{seed}.csv",
-        profile_slug(label)
-    ));
-    let mut reader = csv::Reader::from_path(path).ok()?;
+    let stem = format!("mnist_cluster_{}_k{k}_seed{seed}", profile_slug(label));
+    let record = RunRecord::read(&RunRecord::path(out, &stem)).ok()?;
+    if record.identity.profile != label || record.identity.clusters != k {
+        return None;
+    }
+    let mut reader = csv::Reader::from_path(out.join(format!("{stem}.csv"))).ok()?;
     reader
         .deserialize::<RunRow>()
         .filter_map(|r| r.ok())
