@@ -13,10 +13,14 @@ fn data_dir() -> Option<PathBuf> {
 
 /// Runs mnist-cluster in a fresh folder; returns (success, stderr, files written there).
 fn mnist_cluster(name: &str, args: &[&str]) -> (bool, String, Vec<PathBuf>) {
+    run(env!("CARGO_BIN_EXE_mnist-cluster"), name, args)
+}
+
+fn run(binary: &str, name: &str, args: &[&str]) -> (bool, String, Vec<PathBuf>) {
     let dir = std::env::temp_dir().join(format!("ganem-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mnist-cluster"));
+    let mut cmd = Command::new(binary);
     cmd.current_dir(&dir).env("RUST_BACKTRACE", "0").args(args);
     if let Some(data) = data_dir() {
         cmd.arg("--data-dir").arg(data);
@@ -59,6 +63,23 @@ fn bad_settings_fail_naming_the_setting_and_write_nothing() {
         assert!(!ok, "{args:?} succeeded");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(files.is_empty(), "{args:?} wrote {files:?}");
+    }
+    let semi = env!("CARGO_BIN_EXE_semi-supervised");
+    let cases: [(&[&str], &str); 3] = [
+        (&["--labels", "15"], "--labels 15 is out of range"),
+        (
+            &["--labels", "100", "--set", "semi.labelled_error_target=1.5"],
+            "semi.labelled_error_target = 1.5",
+        ),
+        (
+            &["--labels", "100", "--set", "semi.check_every=0"],
+            "semi.check_every = 0",
+        ),
+    ];
+    for (i, (args, expected)) in cases.iter().enumerate() {
+        let (ok, stderr, files) = run(semi, &format!("semi{i}"), args);
+        assert!(!ok && stderr.contains(expected), "{args:?}: {stderr}");
         assert!(files.is_empty(), "{args:?} wrote {files:?}");
     }
 }

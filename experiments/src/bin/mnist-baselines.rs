@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use experiments::{read_rows, CsvOut};
 use ganem_core::baselines::{self, Method};
+use ganem_core::config::validate;
 use ganem_core::data::{self, mnist};
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +55,8 @@ struct Row {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    validate::positive("--gmm-reg-covariance", args.gmm_reg_covariance)
+        .map_err(|m| anyhow::anyhow!("invalid setting: {m}"))?;
     let methods = args
         .methods
         .iter()
@@ -71,6 +74,18 @@ fn main() -> Result<()> {
     let location = data::locate(args.data_dir.as_deref());
     let splits = mnist::load(&location, &candle_core::Device::Cpu)
         .with_context(|| format!("loading MNIST from {location:?}"))?;
+    let n = splits.train.len();
+    anyhow::ensure!(
+        (2..=n).contains(&args.k),
+        "--k {} is out of range: K must be in [2, {n}] (the number of training images)",
+        args.k
+    );
+    for (name, fit_on) in [
+        ("--kmeans-fit-on", args.kmeans_fit_on),
+        ("--gmm-fit-on", args.gmm_fit_on),
+    ] {
+        validate::subset(name, fit_on, n).map_err(|m| anyhow::anyhow!("invalid setting: {m}"))?;
+    }
     let csv_path = args.out.join("mnist_baselines.csv");
     let mut rows: Vec<Row> = if csv_path.exists() {
         read_rows(&csv_path)?
