@@ -12,7 +12,7 @@ pub struct Provenance {
     pub cpu_model: String,
     /// The widest x86 vector ISA this CPU offers: `AVX-512`, `AVX2` or `other`.
     pub vector_isa: String,
-    /// `openblas` or `gemm`.
+    /// `openblas (its kernel)` or `gemm`.
     pub product_library: String,
     /// Threads of the compute pool.
     pub threads: usize,
@@ -31,7 +31,7 @@ impl Provenance {
             .into(),
             cpu_model: cpu_model(),
             vector_isa: vector_isa().into(),
-            product_library: ganem_core::ops::gemm_backend().into(),
+            product_library: ganem_core::ops::gemm_library(),
             threads: rayon::current_num_threads(),
         }
     }

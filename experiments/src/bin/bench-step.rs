@@ -70,6 +70,12 @@ struct Row {
     ratio: Option<f64>,
     ratio_min: Option<f64>,
     ratio_max: Option<f64>,
+    /// The host the row was measured on.
+    cpu_model: String,
+    vector_isa: String,
+    /// The product library as loaded (its kernel), whichever `kernels` used.
+    product_library: String,
+    threads: usize,
 }
 
 /// One round's (ours ms, PyTorch ms) for one row.
@@ -210,6 +216,11 @@ fn main() -> Result<()> {
         "{:<20} {:>16} {:>9} {:>9} {:>11} {:>7} {:>13}",
         "row", "kernels", "ours ms", "GFLOP/s", "PyTorch ms", "ratio", "ratio range"
     );
+    let host = experiments::provenance::Provenance::of_this_process();
+    println!(
+        "host: {}, {}, {}, {} threads",
+        host.cpu_model, host.vector_isa, host.product_library, host.threads
+    );
     let mut csv = CsvOut::create(&args.out)?;
     for &variant in &variants {
         for (name, f) in &flops {
@@ -231,6 +242,10 @@ fn main() -> Result<()> {
                 ratio: (!ratios.is_empty()).then(|| median(&mut ratios)),
                 ratio_min: ratios.first().copied(),
                 ratio_max: ratios.last().copied(),
+                cpu_model: host.cpu_model.clone(),
+                vector_isa: host.vector_isa.clone(),
+                product_library: host.product_library.clone(),
+                threads: host.threads,
             };
             let fmt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
             let range = match (row.ratio_min, row.ratio_max) {

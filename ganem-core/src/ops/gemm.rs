@@ -89,6 +89,9 @@ type Sgemm = unsafe extern "C" fn(
 
 struct OpenBlas {
     sgemm: Sgemm,
+    /// The kernel OpenBLAS chose for this CPU (`openblas_get_corename`), e.g. `Zen` or
+    /// `SkylakeX`.
+    core: String,
     /// Keeps the library loaded for as long as `sgemm` may be called.
     _library: libloading::Library,
 }
@@ -114,8 +117,18 @@ fn openblas() -> Option<&'static OpenBlas> {
                             .get::<unsafe extern "C" fn(i32)>(b"openblas_set_num_threads\0")
                             .ok()?;
                         threads(1);
+                        let core = library
+                            .get::<unsafe extern "C" fn() -> *const std::ffi::c_char>(
+                                b"openblas_get_corename\0",
+                            )
+                            .ok()
+                            .map(|f| f())
+                            .filter(|p| !p.is_null())
+                            .map(|p| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+                            .unwrap_or_else(|| "unknown".into());
                         Some(OpenBlas {
                             sgemm,
+                            core,
                             _library: library,
                         })
                     }
@@ -137,6 +150,15 @@ pub fn use_gemm_crate(on: bool) {
 /// OpenBLAS, if it serves the products this thread starts.
 fn active_openblas() -> Option<&'static OpenBlas> {
     openblas().filter(|_| !CRATE_ONLY.with(Cell::get))
+}
+
+/// The library computing the matrix products this thread starts and its kernel:
+/// `"openblas (Zen)"`, say, or `"gemm"` (the crate picks its kernel by CPU feature at run time).
+pub fn gemm_library() -> String {
+    match active_openblas() {
+        Some(o) => format!("openblas ({})", o.core),
+        None => "gemm".into(),
+    }
 }
 
 /// The library computing the matrix products this thread starts: `"openblas"` or `"gemm"`.
