@@ -214,7 +214,7 @@ impl Experiment<'_> {
         let checkpoints = args.checkpoint_dir.join(&stem);
         if !args.force && !args.resume && record_path.exists() {
             let record = RunRecord::read(&record_path)?;
-            if record.identity == identity && record.iterations >= self.profile.em.iterations {
+            if record.is_run(&identity) && record.iterations >= self.profile.em.iterations {
                 println!(
                     "{stem}: finished earlier ({} iterations, test error {:.4}); --force reruns it",
                     record.iterations, record.scores.test_error

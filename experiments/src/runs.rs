@@ -110,6 +110,29 @@ impl RunRecord {
         Ok(path)
     }
 
+    /// The fingerprint of the settings this run used, as this version reads them (settings
+    /// added since take their defaults), so that a run made before a new setting existed
+    /// still counts as a run of the same recipe. Falls back to the recorded hash.
+    pub fn recipe_hash(&self) -> String {
+        serde_json::from_value::<ganem_core::config::Profile>(self.settings.clone())
+            .map(|p| p.fingerprint())
+            .unwrap_or_else(|_| self.identity.profile_hash.clone())
+    }
+
+    /// Whether this record is of the run `identity` names, with the same recipe.
+    pub fn is_run(&self, identity: &RunIdentity) -> bool {
+        let id = &self.identity;
+        (&id.dataset, id.clusters, id.labels, &id.profile, id.seed)
+            == (
+                &identity.dataset,
+                identity.clusters,
+                identity.labels,
+                &identity.profile,
+                identity.seed,
+            )
+            && self.recipe_hash() == identity.profile_hash
+    }
+
     pub fn read(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -179,7 +202,7 @@ impl SummaryRow {
             labels: first.identity.labels,
             k: first.identity.clusters,
             profile: first.identity.profile.clone(),
-            profile_hash: first.identity.profile_hash.clone(),
+            profile_hash: first.recipe_hash(),
             runs: records.len(),
             seeds: seeds
                 .iter()
@@ -234,7 +257,7 @@ pub fn write_summary(
         let record = RunRecord::read(&path)?;
         let id = &record.identity;
         match current_hashes.get(&id.profile) {
-            Some(hash) if *hash != id.profile_hash => stale += 1,
+            Some(hash) if *hash != record.recipe_hash() => stale += 1,
             _ => groups
                 .entry((
                     id.dataset.clone(),
