@@ -18,6 +18,10 @@ ci:
 mnist-cluster k="10" profile="fast" seeds=seeds:
     cargo run --release --bin mnist-cluster -- --k {{k}} --profile {{profile}} --seeds {{seeds}}
 
+# Semi-supervised classification: `just semi mnist 100`, `just semi svhn 1000`.
+semi dataset="mnist" labels="100" profile="fast" seeds=seeds:
+    cargo run --release --bin semi-supervised -- --dataset {{dataset}} --labels {{labels}} --profile {{profile}} --seeds {{seeds}}
+
 # k-means and GMM on raw pixels (Table 1, first two rows).
 mnist-baselines:
     cargo run --release --bin mnist-baselines -- --seed 1
@@ -37,8 +41,11 @@ reproduce table profile="fast" seeds=seeds:
         [ -f results/mnist_baselines.csv ] || ./target/release/mnist-baselines --seed 1
         for k in 10 20 30; do
           ./target/release/mnist-cluster --k $k --profile {{profile}} --seeds {{seeds}}
-        done ;;
-      *) echo "only table1 (MNIST clustering column) is implemented so far" >&2; exit 2 ;;
+        done
+        ./target/release/semi-supervised --dataset mnist --labels 100 --profile {{profile}} --seeds {{seeds}}
+        ./target/release/semi-supervised --dataset mnist --labels 1000 --profile {{profile}} --seeds {{seeds}}
+        ./target/release/semi-supervised --dataset svhn --labels 1000 --profile {{profile}} --seeds {{seeds}} ;;
+      *) echo "only table1 is implemented so far" >&2; exit 2 ;;
     esac
 
 # Training-step benchmark against PyTorch, interleaved in rounds (installs torch into
