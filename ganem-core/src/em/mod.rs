@@ -4,6 +4,7 @@
 mod checkpoint;
 pub mod health;
 mod options;
+mod semi;
 
 use std::time::Instant;
 
@@ -366,77 +367,6 @@ impl GanEm {
             EnetBatchNorm::Frozen => Mode::Eval,
             EnetBatchNorm::Batch | EnetBatchNorm::Running => Mode::Train,
         }
-    }
-
-    /// Makes this a semi-supervised run: `images` with their `classes` (each below K) train
-    /// the E-net at the end of every E-step, and class c of the generator becomes class c.
-    pub fn set_labelled(&mut self, images: Tensor, classes: &[usize]) -> Result<()> {
-        if images.dim(0)? != classes.len() || classes.is_empty() {
-            return Err(Error::Invalid(format!(
-                "{} labelled images with {} labels",
-                images.dim(0)?,
-                classes.len()
-            )));
-        }
-        if let Some(&c) = classes.iter().find(|&&c| c >= self.clusters) {
-            return Err(Error::Invalid(format!(
-                "label {c} of a labelled image is not below K = {}",
-                self.clusters
-            )));
-        }
-        self.labelled = Some((images, classes.iter().map(|&c| c as u32).collect()));
-        Ok(())
-    }
-
-    /// The E-net's error on the labelled images (evaluation mode), if there are any.
-    pub fn labelled_error(&self) -> Result<Option<f64>> {
-        let Some((images, classes)) = &self.labelled else {
-            return Ok(None);
-        };
-        let predicted = self.predict(images)?;
-        let wrong = predicted
-            .iter()
-            .zip(classes)
-            .filter(|(&p, &c)| p != c as usize)
-            .count();
-        Ok(Some(wrong as f64 / classes.len() as f64))
-    }
-
-    /// Sec. 5.3: trains the E-net on the labelled images until its error on them is at most
-    /// epsilon (checked every `check_every` updates, at most `max_labelled_updates`).
-    /// Returns the final labelled error and the number of updates.
-    fn fit_labelled(&mut self) -> Result<(Option<f64>, usize)> {
-        let Some((images, classes)) = self.labelled.clone() else {
-            return Ok((None, 0));
-        };
-        let n = classes.len();
-        let batch = self.semi.labelled_batch_size.min(n);
-        let mut order: Vec<u32> = Vec::new();
-        let mut updates = 0;
-        let mut error = self.labelled_error()?.expect("labelled images");
-        while error > self.semi.labelled_error_target && updates < self.semi.max_labelled_updates {
-            for _ in 0..self.semi.check_every {
-                if order.len() < batch {
-                    let mut epoch: Vec<u32> = (0..n as u32).collect();
-                    epoch.shuffle(&mut self.rng);
-                    order.extend(epoch);
-                }
-                let pick: Vec<u32> = order.drain(..batch).collect();
-                let targets: Vec<u32> = pick.iter().map(|&i| classes[i as usize]).collect();
-                let idx = Tensor::from_vec(pick, batch, &self.device)?;
-                let x = images.index_select(&idx, 0)?;
-                let logits = self
-                    .enet
-                    .forward(&x, self.enet_training_mode(), Weights::Train)?;
-                let targets = Tensor::from_vec(targets, batch, &self.device)?;
-                let loss = enet_loss(&logits, &targets)?;
-                self.checked("L_E (labelled)", &loss)?;
-                self.optimizers()?.enet.backward_step(&loss)?;
-                updates += 1;
-            }
-            error = self.labelled_error()?.expect("labelled images");
-        }
-        Ok((Some(error), updates))
     }
 
     /// Runs one EM iteration (M-step then E-step) on `train`, whose order must match the one
