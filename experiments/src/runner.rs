@@ -107,6 +107,31 @@ pub trait IterationRow: Serialize + DeserializeOwned {
     fn describe(&self) -> String;
 }
 
+/// Implements the bookkeeping part of [`IterationRow`] for a row type with the usual
+/// `iteration`, `seconds`, `status`, `test_error`, `nmi` and `ari` columns; the row type
+/// writes only its `describe`.
+#[macro_export]
+macro_rules! iteration_row_columns {
+    () => {
+        fn iteration(&self) -> usize {
+            self.iteration
+        }
+        fn seconds(&self) -> f64 {
+            self.seconds
+        }
+        fn status(&self) -> ganem_core::em::RunStatus {
+            self.status
+        }
+        fn scores(&self) -> $crate::runs::FinalScores {
+            $crate::runs::FinalScores {
+                test_error: self.test_error,
+                nmi: self.nmi,
+                ari: self.ari,
+            }
+        }
+    };
+}
+
 /// What one experiment's runs share.
 pub struct Experiment<'a> {
     /// File-name prefix of the runs, e.g. `mnist_cluster` or `semi_mnist_labels100`.

@@ -3,7 +3,6 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use experiments::runner::{CommonArgs, Experiment, IterationRow};
-use experiments::runs::FinalScores;
 use ganem_core::data::{self, mnist, ImageSet};
 use ganem_core::em::RunStatus;
 use ganem_core::metrics::score;
@@ -49,22 +48,7 @@ struct Row {
 }
 
 impl IterationRow for Row {
-    fn iteration(&self) -> usize {
-        self.iteration
-    }
-    fn seconds(&self) -> f64 {
-        self.seconds
-    }
-    fn status(&self) -> RunStatus {
-        self.status
-    }
-    fn scores(&self) -> FinalScores {
-        FinalScores {
-            test_error: self.test_error,
-            nmi: self.nmi,
-            ari: self.ari,
-        }
-    }
+    experiments::iteration_row_columns!();
     fn describe(&self) -> String {
         format!(
             "train error {:.4}, test error {:.4} ({} mapping), NMI {:.3}, ARI {:.3}, \

@@ -4,7 +4,6 @@
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use experiments::runner::{CommonArgs, Experiment, IterationRow};
-use experiments::runs::FinalScores;
 use ganem_core::data::{self, balanced_subset, mnist, svhn, ImageSet};
 use ganem_core::em::RunStatus;
 use ganem_core::metrics::{classification_error, score};
@@ -69,22 +68,7 @@ struct Row {
 }
 
 impl IterationRow for Row {
-    fn iteration(&self) -> usize {
-        self.iteration
-    }
-    fn seconds(&self) -> f64 {
-        self.seconds
-    }
-    fn status(&self) -> RunStatus {
-        self.status
-    }
-    fn scores(&self) -> FinalScores {
-        FinalScores {
-            test_error: self.test_error,
-            nmi: self.nmi,
-            ari: self.ari,
-        }
-    }
+    experiments::iteration_row_columns!();
     fn describe(&self) -> String {
         format!(
             "test error {:.4} (mapped {:.4}), labelled error {:.3} after {} updates, NMI {:.3}, \
