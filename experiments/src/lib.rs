@@ -1,6 +1,8 @@
 //! Shared plumbing of the experiment binaries: profiles, progress bars, result files, runs
 //! over seeds and their summaries.
 
+pub mod clustering;
+pub mod plots;
 pub mod provenance;
 pub mod runner;
 pub mod runs;
@@ -135,6 +137,56 @@ fn apply_override(table: &mut toml::Table, setting: &str) -> Result<()> {
     Ok(())
 }
 
+/// MNIST's training and test images as `profile` asks for them (`data.train_subset` and
+/// `data.test_subset`: the first N, 0 for all), from `--data-dir` or the default places.
+pub fn load_mnist(
+    data_dir: Option<&Path>,
+    profile: &Profile,
+    device: &candle_core::Device,
+) -> Result<(ganem_core::data::ImageSet, ganem_core::data::ImageSet)> {
+    use ganem_core::data::{self, mnist, ImageSet};
+    let location = data::locate(data_dir);
+    let splits = mnist::load(&location, device)
+        .with_context(|| format!("loading MNIST from {location:?}"))?;
+    profile.validate_data(splits.train.len(), splits.test.len())?;
+    let subset = |set: &ImageSet, n: usize| -> Result<ImageSet> {
+        Ok(if n == 0 {
+            set.clone()
+        } else {
+            set.truncate(n)?
+        })
+    };
+    Ok((
+        subset(&splits.train, profile.data.train_subset)?,
+        subset(&splits.test, profile.data.test_subset)?,
+    ))
+}
+
+/// Writes a `rows x cols` matrix of f32 (row-major) as a NumPy `.npy` file (format 1.0), the
+/// compact form of features that numpy, polars and most tools read.
+pub fn write_npy(path: &Path, rows: usize, cols: usize, values: &[f32]) -> Result<()> {
+    anyhow::ensure!(
+        values.len() == rows * cols,
+        "{} values for a {rows} x {cols} matrix",
+        values.len()
+    );
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    // Magic (6) + version (2) + length (2) + header + newline, padded to a multiple of 64.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = Vec::with_capacity(10 + header.len() + 4 * values.len());
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    runs::write_atomically(path, &bytes)
+}
+
 /// Fails when `needed` bytes are more than the machine has available now, naming both.
 pub fn check_memory(what: &str, needed: u64) -> Result<()> {
     let available = std::fs::read_to_string("/proc/meminfo")
@@ -257,6 +309,41 @@ pub fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Settings added later stay out of the fingerprint while off, so that the checkpoints of
+    /// runs filed before them still resume (their records under results/ hold these hashes,
+    /// as `RunRecord::recipe_hash` reads them).
+    #[test]
+    fn fingerprints_of_filed_profiles_do_not_change() {
+        let hash = |experiment, name| {
+            load_profile(experiment, name, &[])
+                .unwrap()
+                .profile
+                .fingerprint()
+        };
+        assert_eq!(hash("mnist-cluster", "fast"), "ac1f107615f6e91b");
+        assert_eq!(hash("semi-supervised/mnist", "fast"), "d8da70f2bd0c6c38");
+    }
+
+    #[test]
+    fn npy_files_have_a_padded_header_and_the_values() {
+        let path = std::env::temp_dir().join(format!("ganem-npy-{}.npy", std::process::id()));
+        write_npy(&path, 2, 3, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + header_len) % 64, 0);
+        let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+        assert!(
+            header.contains("'shape': (2, 3)") && header.ends_with('\n'),
+            "{header}"
+        );
+        let last = &bytes[bytes.len() - 4..];
+        assert_eq!(f32::from_le_bytes(last.try_into().unwrap()), 6.5);
+        assert_eq!(bytes.len(), 10 + header_len + 24);
+        assert!(write_npy(&path, 2, 2, &[1.0]).is_err());
+    }
 
     #[test]
     fn overrides_change_one_setting_and_name_the_run() {

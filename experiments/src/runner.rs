@@ -216,15 +216,8 @@ impl Experiment<'_> {
         Ok(())
     }
 
-    /// Runs (or resumes, or skips) one seed; writes its CSV, record and figure once at least
-    /// one EM iteration has finished, and nothing otherwise.
-    fn run_seed<R: IterationRow>(
-        &self,
-        seed: u64,
-        prepare: &mut impl FnMut(&mut GanEm, u64) -> Result<()>,
-        score: &mut impl FnMut(&GanEm, &IterationStats, f64) -> Result<R>,
-    ) -> Result<RunRecord> {
-        let args = self.args;
+    /// What a run of `seed` is, and the name its files share.
+    pub fn identity(&self, seed: u64) -> (RunIdentity, String) {
         let identity = RunIdentity {
             dataset: self.dataset.clone(),
             clusters: self.clusters,
@@ -234,6 +227,44 @@ impl Experiment<'_> {
             seed,
         };
         let stem = run_stem(&self.name, &identity);
+        (identity, stem)
+    }
+
+    /// The model of a finished run of `seed`, from its last checkpoint, e.g. to read features
+    /// from it after [`Experiment::run_seeds`].
+    pub fn trained(&self, seed: u64) -> Result<GanEm> {
+        let (identity, stem) = self.identity(seed);
+        let dir = self.args.checkpoint_dir.join(&stem);
+        let mut model = GanEm::new(
+            self.profile,
+            self.clusters,
+            self.image,
+            self.train.len(),
+            seed,
+            self.device,
+        )?;
+        model.resume(&dir, &identity, self.train).with_context(|| {
+            format!("loading the trained model of {stem} from {}", dir.display())
+        })?;
+        anyhow::ensure!(
+            model.iteration >= self.profile.em.iterations,
+            "{stem} stopped after {} of {} EM iterations; finish it with --resume",
+            model.iteration,
+            self.profile.em.iterations
+        );
+        Ok(model)
+    }
+
+    /// Runs (or resumes, or skips) one seed; writes its CSV, record and figure once at least
+    /// one EM iteration has finished, and nothing otherwise.
+    fn run_seed<R: IterationRow>(
+        &self,
+        seed: u64,
+        prepare: &mut impl FnMut(&mut GanEm, u64) -> Result<()>,
+        score: &mut impl FnMut(&GanEm, &IterationStats, f64) -> Result<R>,
+    ) -> Result<RunRecord> {
+        let args = self.args;
+        let (identity, stem) = self.identity(seed);
         let csv_path = args.out.join(format!("{stem}.csv"));
         let record_path = RunRecord::path(&args.out, &stem);
         let checkpoints = args.checkpoint_dir.join(&stem);

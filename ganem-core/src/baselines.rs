@@ -52,6 +52,26 @@ fn to_array(set: &ImageSet) -> Result<Array2<f64>> {
         .map_err(|e| Error::Invalid(e.to_string()))
 }
 
+/// k-means (3 restarts, seeded) of the rows of `points`: the cluster of each row.
+pub fn kmeans(points: Array2<f64>, k: usize, seed: u64) -> Result<Vec<usize>> {
+    let rng = ChaCha8Rng::seed_from_u64(seed);
+    let data = DatasetBase::from(points);
+    let model = kmeans_params(k, rng)
+        .fit(&data)
+        .map_err(|e| Error::Invalid(format!("k-means: {e}")))?;
+    Ok(model.predict(data.records()).to_vec())
+}
+
+fn kmeans_params(
+    k: usize,
+    rng: ChaCha8Rng,
+) -> linfa_clustering::KMeansParams<f64, ChaCha8Rng, linfa_nn::distance::L2Dist> {
+    KMeans::params_with_rng(k, rng)
+        .n_runs(3)
+        .max_n_iterations(100)
+        .tolerance(1e-4)
+}
+
 /// Fits `method` with `k` clusters on the first `fit_on` training images (0 = all), then
 /// scores its clustering of every training and test image.
 pub fn run(
@@ -74,12 +94,7 @@ pub fn run(
     let fail = |e: &dyn std::fmt::Display| Error::Invalid(format!("{}: {e}", method.name()));
     let (train_pred, test_pred) = match method {
         Method::KMeans => {
-            let model = KMeans::params_with_rng(k, rng)
-                .n_runs(3)
-                .max_n_iterations(100)
-                .tolerance(1e-4)
-                .fit(&fit_data)
-                .map_err(|e| fail(&e))?;
+            let model = kmeans_params(k, rng).fit(&fit_data).map_err(|e| fail(&e))?;
             (model.predict(&train_x), model.predict(&test_x))
         }
         Method::GaussianMixture { reg_covariance } => {

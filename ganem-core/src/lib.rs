@@ -7,6 +7,7 @@ pub mod baselines;
 pub mod config;
 pub mod data;
 pub mod em;
+pub mod embedding;
 pub mod error;
 pub mod losses;
 pub mod metrics;

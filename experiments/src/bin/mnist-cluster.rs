@@ -1,12 +1,10 @@
 //! MNIST clustering with GAN-EM (Table 1, column 1): K = 10, 20 or 30 clusters, over seeds.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
-use experiments::runner::{CommonArgs, Experiment, IterationRow};
-use ganem_core::data::{self, mnist, ImageSet};
-use ganem_core::em::RunStatus;
-use ganem_core::metrics::score;
-use serde::{Deserialize, Serialize};
+use experiments::clustering::Row;
+use experiments::runner::{CommonArgs, Experiment};
+use ganem_core::data::mnist;
 
 /// Cluster MNIST with GAN-EM and write one CSV row per EM iteration, for one seed or several.
 ///
@@ -26,70 +24,13 @@ struct Args {
     common: CommonArgs,
 }
 
-/// One row of the results table.
-#[derive(Serialize, Deserialize)]
-struct Row {
-    iteration: usize,
-    train_error: f64,
-    test_error: f64,
-    nmi: f64,
-    ari: f64,
-    train_nmi: f64,
-    train_ari: f64,
-    phi_min: f64,
-    phi_max: f64,
-    loss_d: f64,
-    loss_g: f64,
-    loss_e: f64,
-    sample_spread: f64,
-    status: RunStatus,
-    seconds: f64,
-    mapping: String,
-}
-
-impl IterationRow for Row {
-    experiments::iteration_row_columns!();
-    fn describe(&self) -> String {
-        format!(
-            "train error {:.4}, test error {:.4} ({} mapping), NMI {:.3}, ARI {:.3}, \
-             phi [{:.3}, {:.3}], L_D {:.3} L_G {:.3} L_E {:.3}, spread {:.3}, {}, {:.0} s",
-            self.train_error,
-            self.test_error,
-            self.mapping,
-            self.nmi,
-            self.ari,
-            self.phi_min,
-            self.phi_max,
-            self.loss_d,
-            self.loss_g,
-            self.loss_e,
-            self.sample_spread,
-            self.status.as_str(),
-            self.seconds
-        )
-    }
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     let common = &args.common;
     let (profile, label) = common.profile("mnist-cluster")?;
     let seeds = common.seed_list()?;
     let device = ganem_core::default_device()?;
-    let location = data::locate(common.data_dir.as_deref());
-    let splits = mnist::load(&location, &device)
-        .with_context(|| format!("loading MNIST from {location:?}"))?;
-    profile.validate_data(splits.train.len(), splits.test.len())?;
-    let subset = |set: &ImageSet, n: usize| {
-        if n == 0 {
-            Ok(set.clone())
-        } else {
-            set.truncate(n)
-        }
-    };
-    let train = subset(&splits.train, profile.data.train_subset)?;
-    let test = subset(&splits.test, profile.data.test_subset)?;
-    let k = args.k;
+    let (train, test) = experiments::load_mnist(common.data_dir.as_deref(), &profile, &device)?;
     let experiment = Experiment {
         name: "mnist_cluster".into(),
         summary: "mnist_cluster",
@@ -98,7 +39,7 @@ fn main() -> Result<()> {
         args: common,
         profile: &profile,
         label: &label,
-        clusters: k,
+        clusters: args.k,
         image: mnist::SHAPE,
         train: &train,
         device: &device,
@@ -106,32 +47,6 @@ fn main() -> Result<()> {
     experiment.run_seeds(
         &seeds,
         |_, _| Ok(()),
-        |model, stats, seconds| {
-            let on_train = score(
-                &model.predict_from_assignments()?,
-                &train.labels,
-                k,
-                train.classes,
-            );
-            let on_test = score(&model.predict(&test.images)?, &test.labels, k, test.classes);
-            Ok(Row {
-                iteration: stats.iteration,
-                train_error: on_train.error,
-                test_error: on_test.error,
-                nmi: on_test.nmi,
-                ari: on_test.ari,
-                train_nmi: on_train.nmi,
-                train_ari: on_train.ari,
-                phi_min: stats.phi_min,
-                phi_max: stats.phi_max,
-                loss_d: stats.loss_d,
-                loss_g: stats.loss_g,
-                loss_e: stats.loss_e,
-                sample_spread: stats.sample_spread,
-                status: stats.status,
-                seconds,
-                mapping: on_test.mapping.as_str().to_string(),
-            })
-        },
+        |model, stats, seconds| Row::of(model, stats, seconds, &train, &test),
     )
 }

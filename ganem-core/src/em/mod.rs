@@ -123,8 +123,16 @@ impl GanEm {
         let mut rng = rng_for(seed, 0);
         let nets = &profile.nets;
         let generator = Generator::new(nets, image, clusters, device, &mut rng)?;
-        let discriminator = Classifier::new(nets, image, clusters + 1, "d", device, &mut rng)?;
-        let enet = Classifier::new(nets, image, clusters, "e", device, &mut rng)?;
+        let discriminator = Classifier::new(nets, image, clusters + 1, 0, "d", device, &mut rng)?;
+        let enet = Classifier::new(
+            nets,
+            image,
+            clusters,
+            nets.enet_bottleneck,
+            "e",
+            device,
+            &mut rng,
+        )?;
         let soft_assignments = Tensor::full(1.0 / clusters as f32, (train_len, clusters), device)?;
         Ok(Self {
             spec: profile.em.clone(),
@@ -355,8 +363,15 @@ impl GanEm {
             .enet
             .forward(&images, self.enet_training_mode(), Weights::Train)?;
         let targets = Tensor::from_vec(classes, batch, &self.device)?;
-        let loss = enet_loss(&logits, &targets)?;
+        let mut loss = enet_loss(&logits, &targets)?;
         let value = self.checked("L_E", &loss)?;
+        if let Some((images, classes)) = self.labelled_batch(self.semi.e_step_labelled_batch)? {
+            let logits = self
+                .enet
+                .forward(&images, self.enet_training_mode(), Weights::Train)?;
+            let targets = Tensor::from_vec(classes, images.dim(0)?, &self.device)?;
+            loss = (loss + enet_loss(&logits, &targets)?)?;
+        }
         self.optimizers()?.enet.backward_step(&loss)?;
         Ok(value)
     }
@@ -410,8 +425,12 @@ impl GanEm {
                 batch,
                 &self.device,
             )?;
-            let real = train.images.index_select(&idx, 0)?;
-            let w = self.soft_assignments.index_select(&idx, 0)?;
+            let mut real = train.images.index_select(&idx, 0)?;
+            let mut w = self.soft_assignments.index_select(&idx, 0)?;
+            if let Some((images, classes)) = self.labelled_batch(self.semi.m_step_labelled_batch)? {
+                real = Tensor::cat(&[real, images], 0)?;
+                w = Tensor::cat(&[w, self.one_hot(&classes)?], 0)?;
+            }
             let (loss_d, loss_g) = self.gan_update(&real, &w)?;
             sum_d += loss_d;
             sum_g += loss_g;
@@ -475,6 +494,14 @@ impl GanEm {
     pub fn predict(&self, images: &Tensor) -> Result<Vec<usize>> {
         let hard: Vec<u32> = self.posterior(images, Mode::Eval)?.argmax(1)?.to_vec1()?;
         Ok(hard.into_iter().map(|c| c as usize).collect())
+    }
+
+    /// The E-net's reduced representation of `images` (Sec. 5.4): the output of its layer r
+    /// (`nets.enet_bottleneck`), or of its last hidden layer without one, in evaluation mode.
+    pub fn features(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(self
+            .enet
+            .predict_features(images, self.spec.eval_batch_size, Mode::Eval)?)
     }
 
     /// The most likely cluster of each training image, from the last E-step.
@@ -564,6 +591,34 @@ mod tests {
         let w2 = model.assign(&x).unwrap();
         let d = (w6 - w2).unwrap().abs().unwrap().max_all().unwrap();
         assert!(d.to_scalar::<f32>().unwrap() > 1e-4);
+    }
+
+    #[test]
+    fn labelled_batches_join_the_e_step_only_when_asked_for_and_there_are_labels() {
+        let shape = crate::data::mnist::SHAPE;
+        let enet_after_update = |e_step: usize, labelled: bool| {
+            let mut profile = tiny_profile();
+            profile.semi.e_step_labelled_batch = e_step;
+            let mut model = GanEm::new(&profile, 3, shape, 8, 1, &Device::Cpu).unwrap();
+            if labelled {
+                model.set_labelled(images(4, 9), &[0, 1, 2, 0]).unwrap();
+            }
+            model.enet_update(6).unwrap();
+            values(&model.enet.params)
+        };
+        let paper = enet_after_update(0, true);
+        assert!(
+            paper != enet_after_update(4, true),
+            "labels change the E-net's update"
+        );
+        assert!(
+            paper == enet_after_update(0, false),
+            "off: as without labels"
+        );
+        assert!(
+            paper == enet_after_update(4, false),
+            "no labels: nothing to add"
+        );
     }
 
     #[test]

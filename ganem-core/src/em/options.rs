@@ -182,6 +182,16 @@ pub struct SemiSpec {
     pub check_every: usize,
     /// At most this many labelled updates per E-step, in case the target is out of reach.
     pub max_labelled_updates: usize,
+    /// Labelled images added to every E-step update, their cross-entropy summed with L_E, so
+    /// that learning from generated images does not pull the E-net away from the labels
+    /// between two fittings. 0, the paper: labels enter only through the fitting above.
+    #[serde(skip_serializing_if = "crate::config::is_zero")]
+    pub e_step_labelled_batch: usize,
+    /// Labelled images added to every M-step real batch with their one-hot class as the soft
+    /// assignment, so that D (and through it G) sees the labels directly. 0, the paper:
+    /// labelled images enter the M-step like any other, through the E-net's assignment.
+    #[serde(skip_serializing_if = "crate::config::is_zero")]
+    pub m_step_labelled_batch: usize,
 }
 
 impl Default for SemiSpec {
@@ -191,6 +201,8 @@ impl Default for SemiSpec {
             labelled_batch_size: 64,
             check_every: 10,
             max_labelled_updates: 1000,
+            e_step_labelled_batch: 0,
+            m_step_labelled_batch: 0,
         }
     }
 }

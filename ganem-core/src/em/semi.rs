@@ -3,8 +3,9 @@
 
 use candle_core::Tensor;
 use rand::seq::SliceRandom;
+use rand::Rng;
 
-use super::GanEm;
+use super::{GanEm, Progress};
 use crate::error::{Error, Result};
 use crate::losses::enet_loss;
 use crate::nets::Weights;
@@ -42,6 +43,65 @@ impl GanEm {
             .filter(|(&p, &c)| p != c as usize)
             .count();
         Ok(Some(wrong as f64 / classes.len() as f64))
+    }
+
+    /// Fully supervised training of the E-net alone on the labelled images (cross-entropy,
+    /// `epochs` passes in shuffled batches of `semi.labelled_batch_size`): the supervised
+    /// reference of Fig. 4(a). Returns the mean loss of each epoch.
+    pub fn fit_supervised(
+        &mut self,
+        epochs: usize,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<f64>> {
+        let Some((images, classes)) = self.labelled.clone() else {
+            return Err(Error::Invalid(
+                "supervised training needs labelled images (set_labelled)".into(),
+            ));
+        };
+        let n = classes.len();
+        let batch = self.semi.labelled_batch_size.min(n);
+        let batches = n / batch;
+        let mut losses = Vec::with_capacity(epochs);
+        for epoch in 0..epochs {
+            self.rng = super::rng_for(self.seed, 1 + epoch as u64);
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            order.shuffle(&mut self.rng);
+            progress.start(&format!("epoch {}", epoch + 1), batches as u64);
+            let mut sum = 0.0;
+            for pick in order.chunks_exact(batch) {
+                let targets: Vec<u32> = pick.iter().map(|&i| classes[i as usize]).collect();
+                let idx = Tensor::from_vec(pick.to_vec(), batch, &self.device)?;
+                let logits = self.enet.forward(
+                    &images.index_select(&idx, 0)?,
+                    self.enet_training_mode(),
+                    Weights::Train,
+                )?;
+                let loss = enet_loss(&logits, &Tensor::from_vec(targets, batch, &self.device)?)?;
+                sum += self.checked("L_E (supervised)", &loss)?;
+                self.optimizers()?.enet.backward_step(&loss)?;
+                progress.advance(1);
+            }
+            progress.finish();
+            losses.push(sum / batches as f64);
+        }
+        Ok(losses)
+    }
+
+    /// `size` labelled images drawn at random with their classes, or `None` when this run has
+    /// no labels or `size` is 0.
+    pub(super) fn labelled_batch(&mut self, size: usize) -> Result<Option<(Tensor, Vec<u32>)>> {
+        let Some((images, classes)) = &self.labelled else {
+            return Ok(None);
+        };
+        if size == 0 {
+            return Ok(None);
+        }
+        let pick: Vec<u32> = (0..size)
+            .map(|_| self.rng.gen_range(0..classes.len() as u32))
+            .collect();
+        let targets = pick.iter().map(|&i| classes[i as usize]).collect();
+        let idx = Tensor::from_vec(pick, size, &self.device)?;
+        Ok(Some((images.index_select(&idx, 0)?, targets)))
     }
 
     /// Sec. 5.3: trains the E-net on the labelled images until its error on them is at most

@@ -38,6 +38,10 @@ pub struct NetSpec {
     pub generator_output: Activation,
     /// How weights are first drawn (not stated by the paper; DCGAN's N(0, 0.02) by default).
     pub init: Init,
+    /// Units of the E-net's layer r (Sec. 5.4), between its hidden FC layer and its output
+    /// layer, whose output is the reduced representation of an image; 0: no such layer.
+    #[serde(skip_serializing_if = "crate::config::is_zero")]
+    pub enet_bottleneck: usize,
 }
 
 impl Default for NetSpec {
@@ -54,6 +58,7 @@ impl Default for NetSpec {
             generator_activation: Activation::LeakyRelu,
             generator_output: Activation::Sigmoid,
             init: Init::Dcgan,
+            enet_bottleneck: 0,
         }
     }
 }
@@ -327,14 +332,18 @@ pub struct Classifier {
     convs: Vec<(Conv2d, Option<BatchNorm>)>,
     fc: Linear,
     fc_bn: BatchNorm,
+    /// Layer r of Sec. 5.4 (the E-net's only), with its BatchNorm.
+    bottleneck: Option<(Linear, BatchNorm)>,
     head: Linear,
 }
 
 impl Classifier {
+    /// `bottleneck`: units of a hidden layer before the output layer (0: none).
     pub fn new(
         spec: &NetSpec,
         image: ImageShape,
         outputs: usize,
+        bottleneck: usize,
         name: &str,
         device: &Device,
         rng: &mut impl Rng,
@@ -374,10 +383,18 @@ impl Classifier {
             rng,
         )?;
         let fc_bn = BatchNorm::new(&mut params, &format!("{name}.fc.bn"), hidden)?;
+        let (bottleneck, head_inputs) = if bottleneck > 0 {
+            let layer = format!("{name}.r");
+            let r = Linear::new(&mut params, &layer, hidden, bottleneck, false, rng)?;
+            let bn = BatchNorm::new(&mut params, &format!("{layer}.bn"), bottleneck)?;
+            (Some((r, bn)), bottleneck)
+        } else {
+            (None, hidden)
+        };
         let head = Linear::new(
             &mut params,
             &format!("{name}.head"),
-            hidden,
+            head_inputs,
             outputs,
             true,
             rng,
@@ -387,12 +404,20 @@ impl Classifier {
             convs,
             fc,
             fc_bn,
+            bottleneck,
             head,
         })
     }
 
     /// `images`: `(B, H, W, C)` in [0, 1]. Returns logits `(B, outputs)`.
     pub fn forward(&self, images: &Tensor, mode: Mode, weights: Weights) -> Result<Tensor> {
+        self.head
+            .forward(&self.features(images, mode, weights)?, weights)
+    }
+
+    /// The output of the last hidden layer (layer r when there is one): what the output layer
+    /// reads, and the reduced representation of Sec. 5.4.
+    pub fn features(&self, images: &Tensor, mode: Mode, weights: Weights) -> Result<Tensor> {
         let mut x = images.clone();
         for (conv, bn) in &self.convs {
             x = conv.forward(&x, weights)?;
@@ -408,18 +433,39 @@ impl Classifier {
             Activation::LeakyRelu,
             weights,
         )?;
-        self.head.forward(&x, weights)
+        match &self.bottleneck {
+            Some((r, bn)) => bn.forward(
+                &r.forward(&x, weights)?,
+                mode,
+                Activation::LeakyRelu,
+                weights,
+            ),
+            None => Ok(x),
+        }
     }
 
     /// Logits for many images, in batches, without building a graph; `mode` is `Eval` or
     /// `BatchStats`.
     pub fn predict_logits(&self, images: &Tensor, batch: usize, mode: Mode) -> Result<Tensor> {
+        self.in_batches(images, batch, |x| self.forward(x, mode, Weights::Fixed))
+    }
+
+    /// [`Classifier::features`] of many images, in batches, without building a graph.
+    pub fn predict_features(&self, images: &Tensor, batch: usize, mode: Mode) -> Result<Tensor> {
+        self.in_batches(images, batch, |x| self.features(x, mode, Weights::Fixed))
+    }
+
+    fn in_batches(
+        &self,
+        images: &Tensor,
+        batch: usize,
+        f: impl Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let n = images.dim(0)?;
         let mut out = Vec::with_capacity(n.div_ceil(batch));
         for start in (0..n).step_by(batch) {
             let len = batch.min(n - start);
-            let batch = images.narrow(0, start, len)?;
-            out.push(self.forward(&batch, mode, Weights::Fixed)?.detach());
+            out.push(f(&images.narrow(0, start, len)?)?.detach());
         }
         Tensor::cat(&out, 0)
     }
@@ -510,9 +556,29 @@ mod tests {
     }
 
     #[test]
+    fn layer_r_has_k_units_and_is_what_the_output_layer_reads() {
+        let (spec, image) = (quarter_width(), crate::data::mnist::SHAPE);
+        let e = Classifier::new(&spec, image, 10, 7, "e", &Device::Cpu, &mut rng()).unwrap();
+        assert!(e.params.get("e.r.weight").is_some());
+        let x = random(&[5, 28, 28, 1], 4);
+        let features = e.features(&x, Mode::Eval, Weights::Fixed).unwrap();
+        assert_eq!(features.dims(), &[5, 7]);
+        let logits = e.forward(&x, Mode::Eval, Weights::Fixed).unwrap();
+        let from_features = e.head.forward(&features, Weights::Fixed).unwrap();
+        assert!(max_rel_diff(&logits, &from_features) < 1e-6);
+        let batched = e.predict_features(&x, 2, Mode::Eval).unwrap();
+        assert!(max_rel_diff(&features, &batched) < 1e-6);
+        // Without layer r the features are the hidden FC layer's.
+        let plain = Classifier::new(&spec, image, 10, 0, "e", &Device::Cpu, &mut rng()).unwrap();
+        let hidden = spec.scaled(spec.fc_hidden);
+        let features = plain.features(&x, Mode::Eval, Weights::Fixed).unwrap();
+        assert_eq!(features.dims(), &[5, hidden]);
+    }
+
+    #[test]
     fn fixed_weights_give_the_same_input_gradient_and_no_weight_gradients() {
         let (spec, image) = (quarter_width(), crate::data::mnist::SHAPE);
-        let d = Classifier::new(&spec, image, 11, "d", &Device::Cpu, &mut rng()).unwrap();
+        let d = Classifier::new(&spec, image, 11, 0, "d", &Device::Cpu, &mut rng()).unwrap();
         let x = Var::from_tensor(&random(&[6, 28, 28, 1], 4)).unwrap();
         let probe = random(&[6, 11], 5);
         let run = |weights| {
@@ -547,7 +613,7 @@ mod tests {
         // kernels against candle's own ops (and D's weights kept in the graph).
         let (spec, image) = (quarter_width(), crate::data::mnist::SHAPE);
         let g = Generator::new(&spec, image, 10, &Device::Cpu, &mut rng()).unwrap();
-        let d = Classifier::new(&spec, image, 11, "d", &Device::Cpu, &mut rng()).unwrap();
+        let d = Classifier::new(&spec, image, 11, 0, "d", &Device::Cpu, &mut rng()).unwrap();
         let (z, real) = (random(&[8, 72], 6), random(&[8, 28, 28, 1], 7));
         let (probe_real, probe_fake) = (random(&[8, 11], 8), random(&[8, 11], 9));
         let weighted_sum = |t: &Tensor, p: &Tensor| (t * p).unwrap().sum_all().unwrap();
@@ -601,7 +667,7 @@ mod tests {
             ..quarter_width()
         };
         let image = crate::data::mnist::SHAPE;
-        let d = Classifier::new(&spec, image, 11, "d", &Device::Cpu, &mut rng()).unwrap();
+        let d = Classifier::new(&spec, image, 11, 0, "d", &Device::Cpu, &mut rng()).unwrap();
         let head: Vec<f32> = d
             .params
             .get("d.head.weight")
@@ -617,8 +683,16 @@ mod tests {
         assert!((std - bound / 3f32.sqrt()).abs() < 0.1 * bound, "{std}");
         let bias: Vec<f32> = d.params.get("d.head.bias").unwrap().to_vec1().unwrap();
         assert!(bias.iter().any(|&b| b != 0.0) && bias.iter().all(|b| b.abs() <= bound));
-        let dcgan =
-            Classifier::new(&quarter_width(), image, 11, "d", &Device::Cpu, &mut rng()).unwrap();
+        let dcgan = Classifier::new(
+            &quarter_width(),
+            image,
+            11,
+            0,
+            "d",
+            &Device::Cpu,
+            &mut rng(),
+        )
+        .unwrap();
         let bias: Vec<f32> = dcgan.params.get("d.head.bias").unwrap().to_vec1().unwrap();
         assert!(bias.iter().all(|&b| b == 0.0));
     }
@@ -627,7 +701,7 @@ mod tests {
     fn mnist_networks_have_the_papers_shapes() {
         let (spec, image) = (NetSpec::default(), crate::data::mnist::SHAPE);
         let g = Generator::new(&spec, image, 10, &Device::Cpu, &mut rng()).unwrap();
-        let d = Classifier::new(&spec, image, 11, "d", &Device::Cpu, &mut rng()).unwrap();
+        let d = Classifier::new(&spec, image, 11, 0, "d", &Device::Cpu, &mut rng()).unwrap();
         let z = random(&[5, 72], 3);
         let x = g.forward(&z, Mode::Train, Weights::Train).unwrap();
         assert_eq!(x.dims(), &[5, 28, 28, 1]);
