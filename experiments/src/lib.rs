@@ -4,6 +4,7 @@
 pub mod clustering;
 pub mod plots;
 pub mod provenance;
+pub mod report;
 pub mod runner;
 pub mod runs;
 

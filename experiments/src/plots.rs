@@ -158,6 +158,104 @@ pub fn lines(
     draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
 }
 
+/// A group of bars side by side: one bar per series, each a value with an optional error bar
+/// (`None`: missing, drawn as nothing and said so in the title).
+pub struct BarGroup {
+    pub name: String,
+    pub bars: Vec<Option<(f64, Option<f64>)>>,
+}
+
+/// Grouped bars with error bars: one colour per series, a group per category.
+pub fn grouped_bars(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    series: &[String],
+    groups: &[BarGroup],
+) -> Result<()> {
+    prepare(path)?;
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let width = (160 * groups.len() as u32).max(700);
+        let root = BitMapBackend::new(path, (width, 620)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let top = groups
+            .iter()
+            .flat_map(|g| g.bars.iter().flatten())
+            .map(|(v, e)| v + e.unwrap_or(0.0))
+            .fold(1.0f64, f64::max)
+            * 1.15;
+        let n = groups.len().max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(14)
+            .x_label_area_size(60)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..top)?;
+        // Group i is centred on x = i, where the mesh puts its integer labels.
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 {
+                    groups
+                        .get(i as usize)
+                        .map(|g| g.name.clone())
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc(y_label)
+            .label_style(("sans-serif", 14))
+            .draw()?;
+        let per = series.len().max(1) as f64;
+        let bar_width = 0.8 / per;
+        for (s, name) in series.iter().enumerate() {
+            let colour = colour(s);
+            let bars = groups.iter().enumerate().filter_map(|(g, group)| {
+                let (value, _) = group.bars.get(s).copied().flatten()?;
+                let left = g as f64 - 0.4 + s as f64 * bar_width;
+                Some(Rectangle::new(
+                    [(left, 0.0), (left + bar_width * 0.92, value)],
+                    colour.filled(),
+                ))
+            });
+            chart
+                .draw_series(bars)?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 14, y + 6)], colour.filled())
+                });
+            let errors = groups.iter().enumerate().filter_map(|(g, group)| {
+                let (value, error) = group.bars.get(s).copied().flatten()?;
+                let error = error?;
+                let centre = g as f64 - 0.4 + (s as f64 + 0.46) * bar_width;
+                Some(ErrorBar::new_vertical(
+                    centre,
+                    (value - error).max(0.0),
+                    value,
+                    value + error,
+                    BLACK.stroke_width(2),
+                    10,
+                ))
+            });
+            chart.draw_series(errors)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 16))
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

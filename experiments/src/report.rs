@@ -1,0 +1,696 @@
+//! The comparison with the paper: its printed numbers (`results/paper/`), our run summaries
+//! (`results/*_summary.csv`, one aggregation for every experiment: [`crate::runs`]) and our
+//! baselines, joined cell by cell into `results/table1.csv`, `reports/table1.md` and figures.
+//! Every table is read with polars; a cell without runs stays empty, never zero.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use polars::prelude::{CsvReadOptions, DataFrame, DataType, SerReader};
+use serde::Serialize;
+
+use crate::plots;
+
+/// A cell of a table as the paper prints it (error in percent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaperCell {
+    pub table: String,
+    /// The method, e.g. `GAN-EM` or `K-means`.
+    pub row: String,
+    pub column: String,
+    pub k: Option<usize>,
+    pub error_percent: f64,
+    pub std_percent: Option<f64>,
+}
+
+/// One line of an experiment's summary (`runs::SummaryRow` as written), the columns a report
+/// uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub dataset: String,
+    pub labels: usize,
+    pub k: usize,
+    pub profile: String,
+    pub profile_hash: String,
+    pub runs: usize,
+    pub seeds: String,
+    pub collapsed: usize,
+    pub iterations: usize,
+    pub test_error_mean: f64,
+    pub test_error_std: f64,
+    pub test_error_min: f64,
+    pub test_error_max: f64,
+    pub minutes_mean: f64,
+}
+
+fn read_csv(path: &Path) -> Result<DataFrame> {
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .and_then(|reader| reader.finish())
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+/// A column as numbers (empty cells as `None`).
+fn numbers(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
+    let column = df
+        .column(name)
+        .with_context(|| format!("no column '{name}'"))?
+        .cast(&DataType::Float64)
+        .with_context(|| format!("column '{name}' is not numeric"))?;
+    Ok(column.f64()?.iter().collect())
+}
+
+fn texts(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>> {
+    let column = df
+        .column(name)
+        .with_context(|| format!("no column '{name}'"))?
+        .cast(&DataType::String)?;
+    Ok(column
+        .str()?
+        .iter()
+        .map(|s| s.map(str::to_string))
+        .collect())
+}
+
+fn required<T>(values: Vec<Option<T>>, name: &str, path: &Path) -> Result<Vec<T>> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.with_context(|| format!("{}: row {}: '{name}' is empty", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// The paper's cells from a `results/paper/*.csv` file.
+pub fn read_paper(path: &Path) -> Result<Vec<PaperCell>> {
+    let df = read_csv(path)?;
+    let at = |e: anyhow::Error| e.context(format!("in {}", path.display()));
+    let table = required(texts(&df, "table").map_err(at)?, "table", path)?;
+    let row = required(texts(&df, "row").map_err(at)?, "row", path)?;
+    let column = required(texts(&df, "column").map_err(at)?, "column", path)?;
+    let k = numbers(&df, "k").map_err(at)?;
+    let error = required(
+        numbers(&df, "error_percent").map_err(at)?,
+        "error_percent",
+        path,
+    )?;
+    let std = numbers(&df, "std_percent").map_err(at)?;
+    Ok((0..df.height())
+        .map(|i| PaperCell {
+            table: table[i].clone(),
+            row: row[i].clone(),
+            column: column[i].clone(),
+            k: k[i].map(|k| k as usize),
+            error_percent: error[i],
+            std_percent: std[i],
+        })
+        .collect())
+}
+
+/// The lines of `{dir}/{name}_summary.csv`; none when the file does not exist yet.
+pub fn read_summary(dir: &Path, name: &str) -> Result<Vec<Summary>> {
+    let path = dir.join(format!("{name}_summary.csv"));
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let df = read_csv(&path)?;
+    if df.height() == 0 {
+        return Ok(Vec::new());
+    }
+    let text = |c: &str| required(texts(&df, c)?, c, &path);
+    let number = |c: &str| required(numbers(&df, c)?, c, &path);
+    let count = |c: &str| -> Result<Vec<usize>> {
+        Ok(number(c)?.into_iter().map(|v| v as usize).collect())
+    };
+    let (dataset, profile, hash, seeds) = (
+        text("dataset")?,
+        text("profile")?,
+        text("profile_hash")?,
+        text("seeds")?,
+    );
+    let (labels, k, runs, collapsed, iterations) = (
+        count("labels")?,
+        count("k")?,
+        count("runs")?,
+        count("collapsed")?,
+        count("iterations")?,
+    );
+    let (mean, std, min, max, minutes) = (
+        number("test_error_mean")?,
+        number("test_error_std")?,
+        number("test_error_min")?,
+        number("test_error_max")?,
+        number("minutes_mean")?,
+    );
+    Ok((0..df.height())
+        .map(|i| Summary {
+            dataset: dataset[i].clone(),
+            labels: labels[i],
+            k: k[i],
+            profile: profile[i].clone(),
+            profile_hash: hash[i].clone(),
+            runs: runs[i],
+            seeds: seeds[i].clone(),
+            collapsed: collapsed[i],
+            iterations: iterations[i],
+            test_error_mean: mean[i],
+            test_error_std: std[i],
+            test_error_min: min[i],
+            test_error_max: max[i],
+            minutes_mean: minutes[i],
+        })
+        .collect())
+}
+
+/// Our pixel-space baselines (`results/mnist_baselines.csv`): (method, K, test error).
+pub fn read_baselines(dir: &Path) -> Result<Vec<(String, usize, f64)>> {
+    let path = dir.join("mnist_baselines.csv");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let df = read_csv(&path)?;
+    let method = required(texts(&df, "method")?, "method", &path)?;
+    let k = required(numbers(&df, "k")?, "k", &path)?;
+    let error = required(numbers(&df, "error")?, "error", &path)?;
+    Ok((0..df.height())
+        .map(|i| (method[i].clone(), k[i] as usize, error[i]))
+        .collect())
+}
+
+/// Where our number for a column of Table 1 comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Source {
+    /// A summary file, data set and number of labels (K from the paper's cell).
+    Runs(&'static str, &'static str, usize),
+    /// `mnist_baselines.csv`, by method.
+    Baseline(&'static str),
+}
+
+fn source(cell: &PaperCell) -> Option<Source> {
+    Some(match (cell.row.as_str(), cell.column.as_str()) {
+        ("GAN-EM", "MNIST (unsupervised)") => Source::Runs("mnist_cluster", "mnist", 0),
+        ("GAN-EM", "MNIST (100 labels)") => Source::Runs("semi", "mnist", 100),
+        ("GAN-EM", "MNIST (1000 labels)") => Source::Runs("semi", "mnist", 1000),
+        ("GAN-EM", "SVHN (1000 labels)") => Source::Runs("semi", "svhn", 1000),
+        ("K-means", "MNIST (unsupervised)") => Source::Baseline("k-means"),
+        ("GMM", "MNIST (unsupervised)") => Source::Baseline("gmm"),
+        _ => return None,
+    })
+}
+
+/// One cell of Table 1 with ours beside the paper's (percent); ours empty when missing.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ComparedCell {
+    pub column: String,
+    pub method: String,
+    pub k: Option<usize>,
+    pub paper_error: f64,
+    pub paper_std: Option<f64>,
+    pub our_error: Option<f64>,
+    pub our_std: Option<f64>,
+    pub our_min: Option<f64>,
+    pub our_max: Option<f64>,
+    /// Ours minus the paper's, in percentage points.
+    pub difference: Option<f64>,
+    pub runs: usize,
+    pub seeds: String,
+    pub collapsed: usize,
+    pub iterations: Option<usize>,
+    pub minutes_per_run: Option<f64>,
+    pub profile: String,
+    /// What makes the cell not directly comparable, if anything.
+    pub note: String,
+}
+
+/// Joins the paper's Table 1 with our summaries of `profile` and our baselines. Only the
+/// cells we reproduce are returned (GAN-EM and the two pixel baselines).
+pub fn table1(paper: &[PaperCell], results: &Path, profile: &str) -> Result<Vec<ComparedCell>> {
+    let clustering = read_summary(results, "mnist_cluster")?;
+    let semi = read_summary(results, "semi")?;
+    let baselines = read_baselines(results)?;
+    let mut cells = Vec::new();
+    for cell in paper {
+        let Some(source) = source(cell) else { continue };
+        let mut compared = ComparedCell {
+            column: cell.column.clone(),
+            method: cell.row.clone(),
+            k: cell.k,
+            paper_error: cell.error_percent,
+            paper_std: cell.std_percent,
+            our_error: None,
+            our_std: None,
+            our_min: None,
+            our_max: None,
+            difference: None,
+            runs: 0,
+            seeds: String::new(),
+            collapsed: 0,
+            iterations: None,
+            minutes_per_run: None,
+            profile: String::new(),
+            note: String::new(),
+        };
+        match source {
+            Source::Runs(summary, dataset, labels) => {
+                let lines = if summary == "semi" {
+                    &semi
+                } else {
+                    &clustering
+                };
+                let k = cell.k.unwrap_or(10);
+                if let Some(s) = lines.iter().find(|s| {
+                    s.dataset == dataset && s.labels == labels && s.k == k && s.profile == profile
+                }) {
+                    compared.our_error = Some(100.0 * s.test_error_mean);
+                    compared.our_std = Some(100.0 * s.test_error_std);
+                    compared.our_min = Some(100.0 * s.test_error_min);
+                    compared.our_max = Some(100.0 * s.test_error_max);
+                    compared.runs = s.runs;
+                    compared.seeds = s.seeds.clone();
+                    compared.collapsed = s.collapsed;
+                    compared.iterations = Some(s.iterations);
+                    compared.minutes_per_run = Some(s.minutes_mean);
+                    compared.profile = s.profile.clone();
+                }
+                if dataset == "svhn" {
+                    compared.note = "ours: split protocol test-split-5000 unless the official \
+                                     train split is present (docs/deviations.md)"
+                        .into();
+                }
+            }
+            Source::Baseline(method) => {
+                if let Some((_, _, error)) = baselines
+                    .iter()
+                    .find(|(m, k, _)| m == method && Some(*k) == cell.k)
+                {
+                    compared.our_error = Some(100.0 * error);
+                    compared.runs = 1;
+                    compared.profile = "baseline (pixels, seed 1)".into();
+                }
+            }
+        }
+        compared.difference = compared.our_error.map(|e| e - cell.error_percent);
+        cells.push(compared);
+    }
+    Ok(cells)
+}
+
+fn percent(value: f64, std: Option<f64>) -> String {
+    match std {
+        Some(s) => format!("{value:.2} ± {s:.2}"),
+        None => format!("{value:.2}"),
+    }
+}
+
+/// The paper's Table 1, every row and column, with our number under each cell we reproduce.
+pub fn table1_markdown(paper: &[PaperCell], cells: &[ComparedCell], profile: &str) -> String {
+    let columns = [
+        "MNIST (unsupervised)",
+        "MNIST (100 labels)",
+        "MNIST (1000 labels)",
+        "SVHN (1000 labels)",
+    ];
+    let mut rows: Vec<&str> = Vec::new();
+    for cell in paper {
+        if !rows.contains(&cell.row.as_str()) {
+            rows.push(&cell.row);
+        }
+    }
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Table 1: error rates (%) on MNIST and SVHN, the paper beside this project\n\n\
+         Generated by `report table1` from `results/paper/table1_mnist_svhn.csv` (the paper's \
+         numbers, typed from its Table 1) and our run summaries of profile `{profile}` \
+         (`results/mnist_cluster_summary.csv`, `results/semi_summary.csv`) and baselines \
+         (`results/mnist_baselines.csv`). Each of our cells is the mean ± standard deviation \
+         of the final test error over the seeds listed; *missing* means no finished run yet.\n"
+    );
+    let _ = writeln!(md, "| Method | {} |", columns.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(columns.len()));
+    for row in &rows {
+        let mut line = format!("| {row} |");
+        for column in columns {
+            let entries: Vec<String> = paper
+                .iter()
+                .filter(|c| c.row == *row && c.column == column)
+                .map(|c| {
+                    let k = c.k.map(|k| format!(" (K={k})")).unwrap_or_default();
+                    let mut text = format!("{}{k}", percent(c.error_percent, c.std_percent));
+                    if let Some(ours) = cells
+                        .iter()
+                        .find(|o| o.method == c.row && o.column == c.column && o.k == c.k)
+                    {
+                        text += &match ours.our_error {
+                            Some(e) => format!(
+                                "<br>**ours {}** ({} run{})",
+                                percent(e, ours.our_std.filter(|_| ours.runs > 1)),
+                                ours.runs,
+                                if ours.runs == 1 { "" } else { "s" }
+                            ),
+                            None => "<br>ours: *missing*".into(),
+                        };
+                    }
+                    text
+                })
+                .collect();
+            if entries.is_empty() {
+                line += " - |";
+            } else {
+                line += &format!(" {} |", entries.join("<br>"));
+            }
+        }
+        let _ = writeln!(md, "{line}");
+    }
+    let _ = writeln!(md, "\n## Our cells\n");
+    let _ = writeln!(
+        md,
+        "| Cell | Paper | Ours | Ours − paper (points) | Range | Runs (seeds) | Collapsed | EM iterations | Minutes per run | Profile |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    for c in cells {
+        let k = c.k.map(|k| format!(", K = {k}")).unwrap_or_default();
+        // Without runs every cell is missing; with runs, what does not apply is a dash.
+        let none = if c.our_error.is_some() {
+            "-"
+        } else {
+            "*missing*"
+        };
+        let or_missing = |v: Option<String>| v.unwrap_or_else(|| none.into());
+        let _ = writeln!(
+            md,
+            "| {} {}{k} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            c.method,
+            c.column,
+            percent(c.paper_error, c.paper_std),
+            or_missing(
+                c.our_error
+                    .map(|e| percent(e, c.our_std.filter(|_| c.runs > 1)))
+            ),
+            or_missing(c.difference.map(|d| format!("{d:+.2}"))),
+            or_missing(
+                c.our_min
+                    .zip(c.our_max)
+                    .map(|(a, b)| format!("{a:.2} – {b:.2}"))
+            ),
+            if c.seeds.is_empty() {
+                c.runs.to_string()
+            } else {
+                format!("{} ({})", c.runs, c.seeds.replace(';', ", "))
+            },
+            c.collapsed,
+            or_missing(c.iterations.map(|i| i.to_string())),
+            or_missing(c.minutes_per_run.map(|m| format!("{m:.1}"))),
+            c.profile,
+        );
+    }
+    let _ = writeln!(md, "\n## Reading\n");
+    for c in cells {
+        let k = c.k.map(|k| format!(", K = {k}")).unwrap_or_default();
+        let what = format!("{} {}{k}", c.method, c.column);
+        let sentence = match (c.our_error, c.difference) {
+            (Some(e), Some(d)) if d.abs() <= c.paper_std.unwrap_or(0.0) + c.our_std.unwrap_or(0.0) => {
+                format!("- {what}: ours {e:.2} % matches the paper's {:.2} % within the spread of the two.", c.paper_error)
+            }
+            (Some(e), Some(d)) if d < 0.0 => format!(
+                "- {what}: ours {e:.2} % is {:.2} points below the paper's {:.2} %.",
+                -d, c.paper_error
+            ),
+            (Some(e), Some(d)) => format!(
+                "- {what}: ours {e:.2} % is {d:.2} points above the paper's {:.2} % ({:.1} times its error).",
+                c.paper_error,
+                e / c.paper_error
+            ),
+            _ => format!("- {what}: no finished run of profile `{profile}` yet."),
+        };
+        let _ = writeln!(
+            md,
+            "{sentence}{}",
+            if c.note.is_empty() {
+                String::new()
+            } else {
+                format!(" Note: {}.", c.note)
+            }
+        );
+    }
+    md
+}
+
+/// Grouped bars of the paper's numbers and ours (with their standard deviations) for every
+/// cell we reproduce.
+pub fn table1_figure(cells: &[ComparedCell], path: &Path, profile: &str) -> Result<()> {
+    let groups: Vec<plots::BarGroup> = cells
+        .iter()
+        .map(|c| {
+            let short = match c.column.as_str() {
+                "MNIST (unsupervised)" => "MNIST".to_string(),
+                "MNIST (100 labels)" => "MNIST 100 lab.".into(),
+                "MNIST (1000 labels)" => "MNIST 1000 lab.".into(),
+                "SVHN (1000 labels)" => "SVHN 1000 lab.".into(),
+                other => other.into(),
+            };
+            let k = c.k.map(|k| format!(" K={k}")).unwrap_or_default();
+            plots::BarGroup {
+                name: format!("{} {short}{k}", c.method),
+                bars: vec![
+                    Some((c.paper_error, c.paper_std)),
+                    c.our_error.map(|e| (e, c.our_std.filter(|_| c.runs > 1))),
+                ],
+            }
+        })
+        .collect();
+    plots::grouped_bars(
+        path,
+        &format!(
+            "Table 1: error (%), the paper vs ours ({profile} profile; missing bars: no runs)"
+        ),
+        "test error (%)",
+        &["paper".to_string(), format!("ours ({profile})")],
+        &groups,
+    )
+}
+
+/// Test error per EM iteration of every run (one line per seed) of each of our Table 1
+/// summaries of `profile`: `reports/figures/curves_{summary}_{dataset}_labels{N}_k{K}.png`.
+/// Returns the files written.
+pub fn learning_curves(results: &Path, figures: &Path, profile: &str) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for summary in ["mnist_cluster", "semi"] {
+        for line in read_summary(results, summary)? {
+            if line.profile != profile {
+                continue;
+            }
+            let mut series = Vec::new();
+            for seed in line.seeds.split(';').filter(|s| !s.is_empty()) {
+                let Some(csv) = run_csv(results, summary, &line, seed)? else {
+                    continue;
+                };
+                let df = read_csv(&csv)?;
+                let iterations = required(numbers(&df, "iteration")?, "iteration", &csv)?;
+                let errors = required(numbers(&df, "test_error")?, "test_error", &csv)?;
+                let points = iterations
+                    .into_iter()
+                    .zip(errors)
+                    .map(|(i, e)| (i, 100.0 * e))
+                    .collect();
+                series.push((format!("seed {seed}"), points));
+            }
+            if series.is_empty() {
+                continue;
+            }
+            let name = format!(
+                "curves_{summary}_{}_labels{}_k{}_{}.png",
+                line.dataset,
+                line.labels,
+                line.k,
+                crate::runs::profile_slug(profile)
+            );
+            let path = figures.join(name);
+            let title = format!(
+                "{} {}, K = {}: test error per EM iteration ({profile})",
+                line.dataset.to_uppercase(),
+                if line.labels == 0 {
+                    "clustering".to_string()
+                } else {
+                    format!("{} labels", line.labels)
+                },
+                line.k
+            );
+            plots::lines(&path, &title, ("EM iteration", "test error (%)"), &series)?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}
+
+/// The per-iteration CSV of one run of a summary line, found through the run records.
+fn run_csv(results: &Path, summary: &str, line: &Summary, seed: &str) -> Result<Option<PathBuf>> {
+    let prefix = format!("{summary}_");
+    for entry in
+        std::fs::read_dir(results).with_context(|| format!("reading {}", results.display()))?
+    {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !(name.starts_with(&prefix) && name.ends_with(".json")) {
+            continue;
+        }
+        let record = crate::runs::RunRecord::read(&path)?;
+        let id = &record.identity;
+        if id.dataset == line.dataset
+            && id.labels == line.labels
+            && id.clusters == line.k
+            && id.profile == line.profile
+            && id.seed.to_string() == seed
+            && record.recipe_hash() == line.profile_hash
+        {
+            let csv = path.with_extension("csv");
+            return Ok(csv.exists().then_some(csv));
+        }
+    }
+    Ok(None)
+}
+
+/// Writes `rows` as CSV to `path`.
+pub fn write_rows<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        writer.serialize(row)?;
+    }
+    crate::runs::write_atomically(path, &writer.into_inner()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runs::SummaryRow;
+
+    fn repository() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// Every number of the paper file is printed, with its ±, on its method's line of Table 1
+    /// in the paper's text (GAN-EM's K = 20 and 30 on the two lines after).
+    #[test]
+    fn the_paper_file_holds_what_table_1_prints() {
+        let text = std::fs::read_to_string(repository().join("../shared/paper/gan-em-paper.txt"))
+            .expect("the paper's text in ../shared/paper");
+        let start = text.find("Table 1: Experiment results").unwrap();
+        let end = start + text[start..].find("Figure 2:").unwrap();
+        let lines: Vec<&str> = text[start..end].lines().collect();
+        let path = repository().join("results/paper/table1_mnist_svhn.csv");
+        let mut reader = csv::Reader::from_path(&path).unwrap();
+        let mut checked = 0;
+        for record in reader.records() {
+            let record = record.unwrap();
+            let (row, error, std) = (&record[1], &record[4], &record[5]);
+            let at = lines
+                .iter()
+                .position(|l| {
+                    // The name, then anything but a letter (a space, or a mis-decoded one).
+                    l.strip_prefix(row)
+                        .and_then(|rest| rest.chars().next())
+                        .is_some_and(|c| !c.is_ascii_alphanumeric())
+                })
+                .unwrap_or_else(|| panic!("no line for {row}"));
+            let segment = lines[at..lines.len().min(at + 3)].join("\n");
+            let printed =
+                segment.contains(&format!("{error}(")) || segment.contains(&format!("{error} "));
+            assert!(printed, "{row}: {error} is not on its line: {segment}");
+            if !std.is_empty() {
+                assert!(
+                    segment.contains(&format!("pm{std})"))
+                        || segment.contains(&format!("pm {std})")),
+                    "{row}: ± {std} is not on its line"
+                );
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, 27);
+        let cells = read_paper(&path).unwrap();
+        assert_eq!(cells.len(), 27);
+        let gan_em_k20 = cells
+            .iter()
+            .find(|c| c.row == "GAN-EM" && c.k == Some(20))
+            .unwrap();
+        assert_eq!(
+            (gan_em_k20.error_percent, gan_em_k20.std_percent),
+            (4.04, Some(0.42))
+        );
+    }
+
+    fn summary_line(labels: usize, k: usize, errors: &[f64]) -> SummaryRow {
+        let n = errors.len() as f64;
+        let mean = errors.iter().sum::<f64>() / n;
+        SummaryRow {
+            dataset: "mnist".into(),
+            labels,
+            k,
+            profile: "fast".into(),
+            profile_hash: "h".into(),
+            runs: errors.len(),
+            seeds: "1;2".into(),
+            collapsed: 0,
+            diverged: 0,
+            iterations: 20,
+            test_error_mean: mean,
+            test_error_std: 0.01,
+            test_error_min: 0.0,
+            test_error_max: 1.0,
+            nmi_mean: 0.0,
+            nmi_std: 0.0,
+            nmi_min: 0.0,
+            nmi_max: 0.0,
+            ari_mean: 0.0,
+            ari_std: 0.0,
+            ari_min: 0.0,
+            ari_max: 0.0,
+            minutes_mean: 3.0,
+        }
+    }
+
+    #[test]
+    fn cells_without_runs_stay_missing_and_ours_sit_beside_the_paper() {
+        let dir = std::env::temp_dir().join(format!("ganem-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_rows(
+            &dir.join("mnist_cluster_summary.csv"),
+            &[
+                summary_line(0, 10, &[0.10, 0.12]),
+                summary_line(0, 20, &[0.2]),
+            ],
+        )
+        .unwrap();
+        let paper = read_paper(&repository().join("results/paper/table1_mnist_svhn.csv")).unwrap();
+        let cells = table1(&paper, &dir, "fast").unwrap();
+        assert_eq!(cells.len(), 8, "GAN-EM's six cells and the two baselines");
+        let k10 = cells
+            .iter()
+            .find(|c| c.k == Some(10) && c.method == "GAN-EM")
+            .unwrap();
+        assert!((k10.our_error.unwrap() - 11.0).abs() < 1e-9);
+        assert!((k10.difference.unwrap() - (11.0 - 4.20)).abs() < 1e-9);
+        assert_eq!((k10.runs, k10.seeds.as_str()), (2, "1;2"));
+        let k30 = cells.iter().find(|c| c.k == Some(30)).unwrap();
+        assert_eq!((k30.our_error, k30.runs), (None, 0));
+        // Another profile's runs do not fill the cells.
+        assert!(table1(&paper, &dir, "paper")
+            .unwrap()
+            .iter()
+            .all(|c| c.our_error.is_none()));
+        // Missing stays an empty cell in the CSV and "missing" in the report, never 0.
+        write_rows(&dir.join("table1.csv"), &cells).unwrap();
+        let written = std::fs::read_to_string(dir.join("table1.csv")).unwrap();
+        let k30_line = written.lines().find(|l| l.contains(",30,")).unwrap();
+        assert!(k30_line.contains("3.97,0.37,,,,,,0,"), "{k30_line}");
+        let md = table1_markdown(&paper, &cells, "fast");
+        assert!(md.contains("**ours 11.00 ± 1.00** (2 runs)"), "{md}");
+        assert!(md.contains("ours: *missing*"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
