@@ -26,9 +26,12 @@ struct Args {
     /// The profile whose runs fill our cells.
     #[arg(long, default_value = "fast")]
     profile: String,
-    /// Folder of our results and of the paper's numbers (under `paper/`).
+    /// Folder of our results (run summaries and baselines).
     #[arg(long, default_value = "results")]
     results: PathBuf,
+    /// Folder of the paper's numbers.
+    #[arg(long, default_value = "results/paper")]
+    paper: PathBuf,
     /// Folder for the report and its figures.
     #[arg(long, default_value = "reports")]
     reports: PathBuf,
@@ -61,7 +64,7 @@ fn main() -> Result<()> {
 }
 
 fn table1(args: &Args) -> Result<()> {
-    let paper = report::read_paper(&args.results.join("paper/table1_mnist_svhn.csv"))?;
+    let paper = report::read_paper(&args.paper.join("table1_mnist_svhn.csv"))?;
     let cells = report::table1(&paper, &args.results, &args.profile)?;
     let csv = args.results.join("table1.csv");
     report::write_rows(&csv, &cells)?;
