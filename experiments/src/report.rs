@@ -305,6 +305,71 @@ fn percent(value: f64, std: Option<f64>) -> String {
     }
 }
 
+/// Our Table 1 cells beside the paper's, one line each (a Markdown table).
+pub fn table1_cells_markdown(cells: &[ComparedCell]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| Cell | Paper | Ours | Ours − paper (points) | Range | Runs (seeds) | Collapsed | EM iterations | Minutes per run | Profile |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    for c in cells {
+        let k = c.k.map(|k| format!(", K = {k}")).unwrap_or_default();
+        // Without runs every cell is missing; with runs, what does not apply is a dash.
+        let none = if c.our_error.is_some() {
+            "-"
+        } else {
+            "*missing*"
+        };
+        let or_missing = |v: Option<String>| v.unwrap_or_else(|| none.into());
+        let _ = writeln!(
+            md,
+            "| {} {}{k} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            c.method,
+            c.column,
+            percent(c.paper_error, c.paper_std),
+            or_missing(
+                c.our_error
+                    .map(|e| percent(e, c.our_std.filter(|_| c.runs > 1)))
+            ),
+            or_missing(c.difference.map(|d| format!("{d:+.2}"))),
+            or_missing(
+                c.our_min
+                    .zip(c.our_max)
+                    .map(|(a, b)| format!("{a:.2} – {b:.2}"))
+            ),
+            if c.seeds.is_empty() {
+                c.runs.to_string()
+            } else {
+                format!("{} ({})", c.runs, c.seeds.replace(';', ", "))
+            },
+            c.collapsed,
+            or_missing(c.iterations.map(|i| i.to_string())),
+            or_missing(c.minutes_per_run.map(|m| format!("{m:.1}"))),
+            c.profile,
+        );
+    }
+    md
+}
+
+/// `text` with the lines between `<!-- {name}:begin -->` and `<!-- {name}:end -->` replaced by
+/// `content`.
+pub fn replace_block(text: &str, name: &str, content: &str) -> Result<String> {
+    let (begin, end) = (
+        format!("<!-- {name}:begin -->"),
+        format!("<!-- {name}:end -->"),
+    );
+    let start = text
+        .find(&begin)
+        .with_context(|| format!("no line '{begin}'"))?
+        + begin.len();
+    let stop = start
+        + text[start..]
+            .find(&end)
+            .with_context(|| format!("no line '{end}' after '{begin}'"))?;
+    Ok(format!("{}\n{}{}", &text[..start], content, &text[stop..]))
+}
+
 /// The paper's Table 1, every row and column, with our number under each cell we reproduce.
 pub fn table1_markdown(paper: &[PaperCell], cells: &[ComparedCell], profile: &str) -> String {
     let columns = [
@@ -366,47 +431,7 @@ pub fn table1_markdown(paper: &[PaperCell], cells: &[ComparedCell], profile: &st
         let _ = writeln!(md, "{line}");
     }
     let _ = writeln!(md, "\n## Our cells\n");
-    let _ = writeln!(
-        md,
-        "| Cell | Paper | Ours | Ours − paper (points) | Range | Runs (seeds) | Collapsed | EM iterations | Minutes per run | Profile |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
-    for c in cells {
-        let k = c.k.map(|k| format!(", K = {k}")).unwrap_or_default();
-        // Without runs every cell is missing; with runs, what does not apply is a dash.
-        let none = if c.our_error.is_some() {
-            "-"
-        } else {
-            "*missing*"
-        };
-        let or_missing = |v: Option<String>| v.unwrap_or_else(|| none.into());
-        let _ = writeln!(
-            md,
-            "| {} {}{k} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            c.method,
-            c.column,
-            percent(c.paper_error, c.paper_std),
-            or_missing(
-                c.our_error
-                    .map(|e| percent(e, c.our_std.filter(|_| c.runs > 1)))
-            ),
-            or_missing(c.difference.map(|d| format!("{d:+.2}"))),
-            or_missing(
-                c.our_min
-                    .zip(c.our_max)
-                    .map(|(a, b)| format!("{a:.2} – {b:.2}"))
-            ),
-            if c.seeds.is_empty() {
-                c.runs.to_string()
-            } else {
-                format!("{} ({})", c.runs, c.seeds.replace(';', ", "))
-            },
-            c.collapsed,
-            or_missing(c.iterations.map(|i| i.to_string())),
-            or_missing(c.minutes_per_run.map(|m| format!("{m:.1}"))),
-            c.profile,
-        );
-    }
+    md += &table1_cells_markdown(cells);
     let _ = writeln!(md, "\n## Reading\n");
     for c in cells {
         let k = c.k.map(|k| format!(", K = {k}")).unwrap_or_default();
@@ -652,6 +677,16 @@ mod tests {
             ari_max: 0.0,
             minutes_mean: 3.0,
         }
+    }
+
+    #[test]
+    fn a_marked_block_is_replaced_and_a_missing_marker_named() {
+        let text = "a\n<!-- t:begin -->\nold\n<!-- t:end -->\nb\n";
+        let new = replace_block(text, "t", "new\n").unwrap();
+        assert_eq!(new, "a\n<!-- t:begin -->\nnew\n<!-- t:end -->\nb\n");
+        assert_eq!(replace_block(&new, "t", "new\n").unwrap(), new);
+        let err = replace_block("a\n", "t", "x").unwrap_err().to_string();
+        assert!(err.contains("<!-- t:begin -->"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use experiments::report;
 
@@ -32,6 +32,10 @@ struct Args {
     /// Folder of the paper's numbers.
     #[arg(long, default_value = "results/paper")]
     paper: PathBuf,
+    /// Also put Table 1's cells into this file (the README) between the lines
+    /// `<!-- table1:begin -->` and `<!-- table1:end -->`.
+    #[arg(long)]
+    readme: Option<PathBuf>,
     /// Folder for the report and its figures.
     #[arg(long, default_value = "reports")]
     reports: PathBuf,
@@ -77,6 +81,15 @@ fn table1(args: &Args) -> Result<()> {
     let figure = figures.join("table1.png");
     report::table1_figure(&cells, &figure, &args.profile)?;
     let curves = report::learning_curves(&args.results, &figures, &args.profile)?;
+    if let Some(readme) = &args.readme {
+        let text = std::fs::read_to_string(readme)
+            .with_context(|| format!("reading {}", readme.display()))?;
+        let updated =
+            report::replace_block(&text, "table1", &report::table1_cells_markdown(&cells))
+                .with_context(|| format!("in {}", readme.display()))?;
+        experiments::runs::write_atomically(readme, updated.as_bytes())?;
+        println!("updated {}", readme.display());
+    }
     println!(
         "wrote {}, {}, {}",
         csv.display(),
