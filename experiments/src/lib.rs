@@ -145,12 +145,22 @@ pub fn load_mnist(
     profile: &Profile,
     device: &candle_core::Device,
 ) -> Result<(ganem_core::data::ImageSet, ganem_core::data::ImageSet)> {
-    use ganem_core::data::{self, mnist, ImageSet};
+    use ganem_core::data::{self, mnist};
     let location = data::locate(data_dir);
     let splits = mnist::load(&location, device)
         .with_context(|| format!("loading MNIST from {location:?}"))?;
-    profile.validate_data(splits.train.len(), splits.test.len())?;
-    let subset = |set: &ImageSet, n: usize| -> Result<ImageSet> {
+    profile_subsets(&splits.train, &splits.test, profile)
+}
+
+/// The training and evaluation images `profile` asks for (`data.train_subset` and
+/// `data.test_subset`: the first N, 0 for all), after checking them against the data.
+pub fn profile_subsets(
+    train: &ganem_core::data::ImageSet,
+    test: &ganem_core::data::ImageSet,
+    profile: &Profile,
+) -> Result<(ganem_core::data::ImageSet, ganem_core::data::ImageSet)> {
+    profile.validate_data(train.len(), test.len())?;
+    let subset = |set: &ganem_core::data::ImageSet, n: usize| -> Result<_> {
         Ok(if n == 0 {
             set.clone()
         } else {
@@ -158,8 +168,8 @@ pub fn load_mnist(
         })
     };
     Ok((
-        subset(&splits.train, profile.data.train_subset)?,
-        subset(&splits.test, profile.data.test_subset)?,
+        subset(train, profile.data.train_subset)?,
+        subset(test, profile.data.test_subset)?,
     ))
 }
 

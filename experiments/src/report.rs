@@ -11,6 +11,7 @@ use polars::prelude::{CsvReadOptions, DataFrame, DataType, SerReader};
 use serde::Serialize;
 
 use crate::plots;
+use crate::runs::SummaryRow;
 
 /// A cell of a table as the paper prints it (error in percent).
 #[derive(Debug, Clone, PartialEq)]
@@ -22,26 +23,6 @@ pub struct PaperCell {
     pub k: Option<usize>,
     pub error_percent: f64,
     pub std_percent: Option<f64>,
-}
-
-/// One line of an experiment's summary (`runs::SummaryRow` as written), the columns a report
-/// uses.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Summary {
-    pub dataset: String,
-    pub labels: usize,
-    pub k: usize,
-    pub profile: String,
-    pub profile_hash: String,
-    pub runs: usize,
-    pub seeds: String,
-    pub collapsed: usize,
-    pub iterations: usize,
-    pub test_error_mean: f64,
-    pub test_error_std: f64,
-    pub test_error_min: f64,
-    pub test_error_max: f64,
-    pub minutes_mean: f64,
 }
 
 fn read_csv(path: &Path) -> Result<DataFrame> {
@@ -110,8 +91,9 @@ pub fn read_paper(path: &Path) -> Result<Vec<PaperCell>> {
         .collect())
 }
 
-/// The lines of `{dir}/{name}_summary.csv`; none when the file does not exist yet.
-pub fn read_summary(dir: &Path, name: &str) -> Result<Vec<Summary>> {
+/// The lines of `{dir}/{name}_summary.csv` (as [`crate::runs::write_summary`] writes them);
+/// none when the file does not exist yet.
+pub fn read_summary(dir: &Path, name: &str) -> Result<Vec<SummaryRow>> {
     let path = dir.join(format!("{name}_summary.csv"));
     if !path.exists() {
         return Ok(Vec::new());
@@ -131,22 +113,27 @@ pub fn read_summary(dir: &Path, name: &str) -> Result<Vec<Summary>> {
         text("profile_hash")?,
         text("seeds")?,
     );
-    let (labels, k, runs, collapsed, iterations) = (
+    let (labels, k, runs, collapsed, diverged, iterations) = (
         count("labels")?,
         count("k")?,
         count("runs")?,
         count("collapsed")?,
+        count("diverged")?,
         count("iterations")?,
     );
-    let (mean, std, min, max, minutes) = (
-        number("test_error_mean")?,
-        number("test_error_std")?,
-        number("test_error_min")?,
-        number("test_error_max")?,
-        number("minutes_mean")?,
-    );
+    // mean, std, min, max of each score.
+    let stats = |score: &str| -> Result<[Vec<f64>; 4]> {
+        Ok([
+            number(&format!("{score}_mean"))?,
+            number(&format!("{score}_std"))?,
+            number(&format!("{score}_min"))?,
+            number(&format!("{score}_max"))?,
+        ])
+    };
+    let (error, nmi, ari) = (stats("test_error")?, stats("nmi")?, stats("ari")?);
+    let minutes = number("minutes_mean")?;
     Ok((0..df.height())
-        .map(|i| Summary {
+        .map(|i| SummaryRow {
             dataset: dataset[i].clone(),
             labels: labels[i],
             k: k[i],
@@ -155,11 +142,20 @@ pub fn read_summary(dir: &Path, name: &str) -> Result<Vec<Summary>> {
             runs: runs[i],
             seeds: seeds[i].clone(),
             collapsed: collapsed[i],
+            diverged: diverged[i],
             iterations: iterations[i],
-            test_error_mean: mean[i],
-            test_error_std: std[i],
-            test_error_min: min[i],
-            test_error_max: max[i],
+            test_error_mean: error[0][i],
+            test_error_std: error[1][i],
+            test_error_min: error[2][i],
+            test_error_max: error[3][i],
+            nmi_mean: nmi[0][i],
+            nmi_std: nmi[1][i],
+            nmi_min: nmi[2][i],
+            nmi_max: nmi[3][i],
+            ari_mean: ari[0][i],
+            ari_std: ari[1][i],
+            ari_min: ari[2][i],
+            ari_max: ari[3][i],
             minutes_mean: minutes[i],
         })
         .collect())
@@ -552,7 +548,12 @@ pub fn learning_curves(results: &Path, figures: &Path, profile: &str) -> Result<
 }
 
 /// The per-iteration CSV of one run of a summary line, found through the run records.
-fn run_csv(results: &Path, summary: &str, line: &Summary, seed: &str) -> Result<Option<PathBuf>> {
+fn run_csv(
+    results: &Path,
+    summary: &str,
+    line: &SummaryRow,
+    seed: &str,
+) -> Result<Option<PathBuf>> {
     let prefix = format!("{summary}_");
     for entry in
         std::fs::read_dir(results).with_context(|| format!("reading {}", results.display()))?
@@ -593,7 +594,6 @@ pub fn write_rows<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runs::SummaryRow;
 
     fn repository() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -147,16 +147,7 @@ fn main() -> Result<()> {
     let device = ganem_core::default_device()?;
     let location = data::locate(common.data_dir.as_deref());
     let data = load(args.dataset, &location, &device)?;
-    profile.validate_data(data.train.len(), data.test.len())?;
-    let subset = |set: &ImageSet, n: usize| {
-        if n == 0 {
-            Ok(set.clone())
-        } else {
-            set.truncate(n)
-        }
-    };
-    let train = subset(&data.train, profile.data.train_subset)?;
-    let test = subset(&data.test, profile.data.test_subset)?;
+    let (train, test) = experiments::profile_subsets(&data.train, &data.test, &profile)?;
     anyhow::ensure!(
         args.labels <= train.len(),
         "--labels {} is more than the {} training images",
