@@ -361,6 +361,14 @@ mod tests {
         assert!((row.test_error_mean - 1.0 / 3.0).abs() < 1e-12);
         assert!((row.test_error_std - 0.3214550253664318).abs() < 1e-12);
         assert_eq!((row.test_error_min, row.test_error_max), (0.1, 0.7));
+        // The report reads the same lines back (with polars).
+        assert_eq!(
+            crate::report::read_summary(&dir, "mnist_cluster").unwrap(),
+            rows
+        );
+        assert!(crate::report::read_summary(&dir, "semi")
+            .unwrap()
+            .is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
