@@ -1,5 +1,6 @@
 //! Data sets as image tensors in NHWC layout with values in [0, 1], and where to find them.
 
+pub mod celeba;
 pub mod idx;
 pub mod mnist;
 pub mod svhn;

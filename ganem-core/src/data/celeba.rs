@@ -1,0 +1,391 @@
+//! CelebA aligned faces with their 40 binary attributes (Tables 2 and 3), from a parquet file:
+//! a struct column `image` whose `bytes` hold a JPEG, a string column `image_id`, and one
+//! boolean column per attribute, named as in `list_attr_celeba.txt`. Faces become 64 x 64 RGB
+//! the DCGAN way: the central 140 x 140 of a 178 x 218 face, scaled down; the box is taken in
+//! proportion, so half-size copies (89 x 109) land on the same pixels.
+
+use std::path::Path;
+
+use candle_core::Device;
+use polars::prelude::*;
+
+use super::ImageSet;
+use crate::error::{Error, Result};
+use crate::nets::ImageShape;
+
+pub const SHAPE: ImageShape = ImageShape {
+    height: 64,
+    width: 64,
+    channels: 3,
+};
+
+/// The 40 attributes in the order of `list_attr_celeba.txt` (and of the paper's Tables 2, 3).
+pub const ATTRIBUTES: [&str; 40] = [
+    "5_o_Clock_Shadow",
+    "Arched_Eyebrows",
+    "Attractive",
+    "Bags_Under_Eyes",
+    "Bald",
+    "Bangs",
+    "Big_Lips",
+    "Big_Nose",
+    "Black_Hair",
+    "Blond_Hair",
+    "Blurry",
+    "Brown_Hair",
+    "Bushy_Eyebrows",
+    "Chubby",
+    "Double_Chin",
+    "Eyeglasses",
+    "Goatee",
+    "Gray_Hair",
+    "Heavy_Makeup",
+    "High_Cheekbones",
+    "Male",
+    "Mouth_Slightly_Open",
+    "Mustache",
+    "Narrow_Eyes",
+    "No_Beard",
+    "Oval_Face",
+    "Pale_Skin",
+    "Pointy_Nose",
+    "Receding_Hairline",
+    "Rosy_Cheeks",
+    "Sideburns",
+    "Smiling",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Earrings",
+    "Wearing_Hat",
+    "Wearing_Lipstick",
+    "Wearing_Necklace",
+    "Wearing_Necktie",
+    "Young",
+];
+
+/// The aligned face's size and the side of its central crop (DCGAN's CelebA pipeline).
+const FACE: (f64, f64) = (178.0, 218.0);
+const CROP: f64 = 140.0;
+
+/// Faces with their attributes.
+pub struct Celeba {
+    /// 64 x 64 RGB faces in [0, 1]; the labels are those of attribute 0 until
+    /// [`Celeba::labelled_by`] picks another.
+    pub faces: ImageSet,
+    /// Per face, the 40 attributes in the order of [`ATTRIBUTES`] (`true` = 1 in the file).
+    pub attributes: Vec<[bool; 40]>,
+    /// CelebA's file name of each face, e.g. `000001.jpg`.
+    pub ids: Vec<String>,
+}
+
+impl Celeba {
+    /// The faces labelled 1 where `attribute` holds and 0 where not (two classes).
+    pub fn labelled_by(&self, attribute: usize) -> Result<ImageSet> {
+        if attribute >= ATTRIBUTES.len() {
+            return Err(Error::Invalid(format!(
+                "attribute {attribute} is out of range 0..{}",
+                ATTRIBUTES.len() - 1
+            )));
+        }
+        let mut set = self.faces.clone();
+        set.labels = self
+            .attributes
+            .iter()
+            .map(|a| a[attribute] as usize)
+            .collect();
+        Ok(set)
+    }
+
+    /// The index of an attribute by its name in `list_attr_celeba.txt`.
+    pub fn attribute_index(name: &str) -> Result<usize> {
+        ATTRIBUTES.iter().position(|a| *a == name).ok_or_else(|| {
+            Error::Invalid(format!(
+                "no CelebA attribute '{name}' (they are: {})",
+                ATTRIBUTES.join(", ")
+            ))
+        })
+    }
+}
+
+/// Reads a CelebA parquet file; every problem names the file and the row.
+pub fn read_parquet(path: &Path, device: &Device) -> Result<Celeba> {
+    let bad = |problem: String| Error::bad_file(path, problem);
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let frame = ParquetReader::new(file)
+        .finish()
+        .map_err(|e| bad(format!("not a readable parquet file: {e}")))?;
+    let column = |name: &str| {
+        frame
+            .column(name)
+            .map(|c| c.as_materialized_series().clone())
+            .map_err(|_| {
+                bad(format!(
+                    "no column '{name}' (columns: {:?})",
+                    frame.get_column_names()
+                ))
+            })
+    };
+    let images = column("image")?;
+    let images = images
+        .struct_()
+        .map_err(|e| {
+            bad(format!(
+                "column 'image' is not a struct with JPEG bytes: {e}"
+            ))
+        })?
+        .field_by_name("bytes")
+        .map_err(|e| bad(format!("column 'image' has no field 'bytes': {e}")))?;
+    let images = images
+        .binary()
+        .map_err(|e| bad(format!("image.bytes is not binary: {e}")))?
+        .clone();
+    let ids = column("image_id")?;
+    let ids: Vec<Option<String>> = ids
+        .str()
+        .map_err(|e| bad(format!("column 'image_id' is not text: {e}")))?
+        .iter()
+        .map(|s| s.map(str::to_string))
+        .collect();
+    let mut flags = Vec::with_capacity(ATTRIBUTES.len());
+    for name in ATTRIBUTES {
+        let series = column(name)?;
+        let values: Vec<Option<bool>> = series
+            .bool()
+            .map_err(|e| bad(format!("column '{name}' is not boolean: {e}")))?
+            .iter()
+            .collect();
+        flags.push(values);
+    }
+
+    let n = images.len();
+    let per_face = SHAPE.height * SHAPE.width * SHAPE.channels;
+    let mut pixels = vec![0u8; n * per_face];
+    let decoded: Vec<Result<()>> = {
+        use rayon::prelude::*;
+        let jpegs: Vec<Option<&[u8]>> = images.iter().collect();
+        pixels
+            .par_chunks_mut(per_face)
+            .zip(jpegs.par_iter())
+            .enumerate()
+            .map(|(row, (out, jpeg))| {
+                let jpeg = jpeg.ok_or_else(|| bad(format!("row {row}: no image bytes")))?;
+                let face = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
+                    .map_err(|e| bad(format!("row {row}: not a JPEG image: {e}")))?;
+                let face = match face {
+                    image::DynamicImage::ImageRgb8(rgb) => rgb,
+                    other => {
+                        return Err(bad(format!(
+                            "row {row}: image is {:?}, expected RGB (8-bit)",
+                            other.color()
+                        )))
+                    }
+                };
+                crop_to_64(&face, out).map_err(|problem| bad(format!("row {row}: {problem}")))
+            })
+            .collect()
+    };
+    // The first problem by row, so the message does not depend on the threads.
+    decoded.into_iter().collect::<Result<Vec<()>>>()?;
+    let mut attributes = Vec::with_capacity(n);
+    let mut names = Vec::with_capacity(n);
+    for row in 0..n {
+        let mut face = [false; 40];
+        for (a, values) in flags.iter().enumerate() {
+            face[a] = values[row]
+                .ok_or_else(|| bad(format!("row {row}: no value of '{}'", ATTRIBUTES[a])))?;
+        }
+        attributes.push(face);
+        names.push(
+            ids[row]
+                .clone()
+                .ok_or_else(|| bad(format!("row {row}: no image_id")))?,
+        );
+    }
+    if n == 0 {
+        return Err(bad("no images".into()));
+    }
+    let labels = attributes.iter().map(|a| a[0] as usize).collect();
+    Ok(Celeba {
+        faces: ImageSet::from_bytes(pixels, labels, SHAPE, 2, device)?,
+        attributes,
+        ids: names,
+    })
+}
+
+/// The central crop of an aligned face (140 / 178 of its width, a square), scaled to 64 x 64
+/// into `out` (RGB, row-major). Each output pixel averages 2 x 2 bilinear samples, about the
+/// area it covers, so the 2.2-fold reduction does not alias.
+fn crop_to_64(face: &image::RgbImage, out: &mut [u8]) -> std::result::Result<(), String> {
+    let (w, h) = (face.width() as f64, face.height() as f64);
+    if (w / h - FACE.0 / FACE.1).abs() > 0.01 || w < 64.0 {
+        return Err(format!(
+            "image is {w}x{h}; an aligned CelebA face is 178x218 (or a scaled copy)"
+        ));
+    }
+    let side = CROP * w / FACE.0;
+    let (left, top) = ((w - side) / 2.0, (h - side) / 2.0);
+    let step = side / SHAPE.width as f64;
+    let sample = |x: f64, y: f64, c: usize| -> f64 {
+        // Pixel centres at integer + 0.5.
+        let (x, y) = ((x - 0.5).clamp(0.0, w - 1.0), (y - 0.5).clamp(0.0, h - 1.0));
+        let (x0, y0) = (x.floor() as u32, y.floor() as u32);
+        let (x1, y1) = ((x0 + 1).min(w as u32 - 1), (y0 + 1).min(h as u32 - 1));
+        let (fx, fy) = (x - x0 as f64, y - y0 as f64);
+        let p = |x, y| face.get_pixel(x, y)[c] as f64;
+        (p(x0, y0) * (1.0 - fx) + p(x1, y0) * fx) * (1.0 - fy)
+            + (p(x0, y1) * (1.0 - fx) + p(x1, y1) * fx) * fy
+    };
+    for v in 0..SHAPE.height {
+        for u in 0..SHAPE.width {
+            for c in 0..3 {
+                let mut sum = 0.0;
+                for (dx, dy) in [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)] {
+                    sum += sample(
+                        left + (u as f64 + dx) * step,
+                        top + (v as f64 + dy) * step,
+                        c,
+                    );
+                }
+                out[(v * SHAPE.width + u) * 3 + c] = (sum / 4.0).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A face of `w` x `h` whose central crop is red and whose border is blue.
+    fn jpeg(w: u32, h: u32) -> Vec<u8> {
+        let side = 140.0 * w as f64 / 178.0;
+        let (left, top) = ((w as f64 - side) / 2.0, (h as f64 - side) / 2.0);
+        let face = image::RgbImage::from_fn(w, h, |x, y| {
+            let inside = (x as f64) >= left - 1.0
+                && (x as f64) < left + side + 1.0
+                && (y as f64) >= top - 1.0
+                && (y as f64) < top + side + 1.0;
+            if inside {
+                image::Rgb([220, 20, 20])
+            } else {
+                image::Rgb([20, 20, 220])
+            }
+        });
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgb8(face)
+            .write_to(&mut out, image::ImageFormat::Jpeg)
+            .unwrap();
+        out.into_inner()
+    }
+
+    fn write(path: &Path, jpegs: Vec<Option<Vec<u8>>>, drop_attribute: Option<&str>) {
+        let n = jpegs.len();
+        let bytes = Series::new("bytes".into(), jpegs);
+        let paths = Series::new("path".into(), vec![None::<&str>; n]);
+        let image = StructChunked::from_series("image".into(), n, [bytes, paths].iter())
+            .unwrap()
+            .into_series();
+        let ids: Vec<String> = (1..=n).map(|i| format!("{i:06}.jpg")).collect();
+        let mut columns = vec![image.into(), Series::new("image_id".into(), ids).into()];
+        for (a, name) in ATTRIBUTES.iter().enumerate() {
+            if Some(*name) != drop_attribute {
+                let values: Vec<bool> = (0..n).map(|i| (i + a) % 2 == 0).collect();
+                columns.push(Series::new((*name).into(), values).into());
+            }
+        }
+        let mut frame = DataFrame::new(n, columns).unwrap();
+        ParquetWriter::new(std::fs::File::create(path).unwrap())
+            .finish(&mut frame)
+            .unwrap();
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ganem-celeba-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    #[test]
+    fn both_resolutions_crop_to_the_same_64_by_64_centre_and_errors_name_file_and_row() {
+        let good = temp("good.parquet");
+        write(&good, vec![Some(jpeg(178, 218)), Some(jpeg(89, 109))], None);
+        let data = read_parquet(&good, &Device::Cpu).unwrap();
+        assert_eq!(data.faces.images.dims(), &[2, 64, 64, 3]);
+        assert_eq!(data.ids, vec!["000001.jpg", "000002.jpg"]);
+        // Attribute a of face i is (i + a) even.
+        assert!(data.attributes[0][0] && !data.attributes[1][0] && data.attributes[1][1]);
+        let male = Celeba::attribute_index("Male").unwrap();
+        assert_eq!(data.labelled_by(male).unwrap().labels, vec![1, 0]);
+        assert!(Celeba::attribute_index("Beard").is_err());
+        // Only the red centre is left, at both resolutions.
+        let pixels: Vec<f32> = data.faces.images.flatten_all().unwrap().to_vec1().unwrap();
+        for rgb in pixels.chunks(3) {
+            assert!(rgb[0] > 0.7 && rgb[2] < 0.3, "{rgb:?}");
+        }
+
+        type Case = (
+            &'static str,
+            Vec<Option<Vec<u8>>>,
+            Option<&'static str>,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "size.parquet",
+                vec![Some(jpeg(178, 218)), Some(jpeg(100, 100))],
+                None,
+                "row 1: image is 100x100",
+            ),
+            (
+                "jpeg.parquet",
+                vec![Some(vec![1, 2, 3])],
+                None,
+                "row 0: not a JPEG",
+            ),
+            ("null.parquet", vec![None], None, "row 0: no image bytes"),
+            (
+                "attribute.parquet",
+                vec![Some(jpeg(178, 218))],
+                Some("Smiling"),
+                "no column 'Smiling'",
+            ),
+        ];
+        for (name, jpegs, drop, expected) in cases {
+            let path = temp(name);
+            write(&path, jpegs, drop);
+            let err = read_parquet(&path, &Device::Cpu).err().unwrap().to_string();
+            assert!(err.contains(name) && err.contains(expected), "{err}");
+        }
+        let corrupt = temp("corrupt.parquet");
+        std::fs::write(&corrupt, b"PAR1 not really").unwrap();
+        let err = read_parquet(&corrupt, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("not a readable parquet"), "{err}");
+        std::fs::remove_dir_all(good.parent().unwrap()).unwrap();
+    }
+
+    /// The shared subset: its size and attribute counts as its README tables them.
+    #[test]
+    fn the_shared_subset_has_its_documented_faces_and_attribute_counts() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/celeba/celeba.parquet");
+        if !path.is_file() {
+            eprintln!("skipped: no shared CelebA");
+            return;
+        }
+        let data = read_parquet(&path, &Device::Cpu).unwrap();
+        assert_eq!(data.faces.len(), 15_723);
+        let count = |name: &str| {
+            let a = Celeba::attribute_index(name).unwrap();
+            data.attributes.iter().filter(|f| f[a]).count()
+        };
+        assert_eq!(
+            (count("Male"), count("Eyeglasses"), count("Young")),
+            (5860, 945, 12345)
+        );
+        assert_eq!(data.ids[0], "000001.jpg");
+    }
+}
