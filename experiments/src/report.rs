@@ -649,6 +649,55 @@ mod tests {
         );
     }
 
+    fn paper_block(start: &str, end: &str) -> String {
+        let text = std::fs::read_to_string(repository().join("../shared/paper/gan-em-paper.txt"))
+            .expect("the paper's text in ../shared/paper");
+        let from = text.find(start).unwrap();
+        let to = from + text[from..].find(end).unwrap();
+        text[from..to].to_string()
+    }
+
+    /// Tables 2 and 3 (CelebA) as the files hold them are printed so in the paper's text.
+    #[test]
+    fn the_celeba_paper_files_hold_what_tables_2_and_3_print() {
+        let table2 = paper_block("Table 2: GAN-EM unsupervised", "Since different models");
+        let mut reader =
+            csv::Reader::from_path(repository().join("results/paper/table2_celeba.csv")).unwrap();
+        let mut rows = 0;
+        for record in reader.records() {
+            let record = record.unwrap();
+            let line = table2
+                .lines()
+                .find(|l| l.starts_with(&format!("{} ", &record[1])))
+                .unwrap_or_else(|| panic!("no line for {}", &record[1]));
+            let values: Vec<&str> = line.split(' ').skip(1).collect();
+            let at = usize::from(&record[2] == "CelebA (100 labels)");
+            assert_eq!(values[at], &record[3], "{line}");
+            rows += 1;
+        }
+        assert_eq!(rows, 11);
+        let table3 = paper_block("Table 3: Error rates of GAN-EM", "Appendix B");
+        let mut reader =
+            csv::Reader::from_path(repository().join("results/paper/table3_celeba_attributes.csv"))
+                .unwrap();
+        let mut attributes = std::collections::BTreeSet::new();
+        for record in reader.records() {
+            let record = record.unwrap();
+            let printed = format!("{} {} {}", &record[1], &record[3], &record[4]);
+            assert!(
+                table3
+                    .lines()
+                    .any(|l| l.starts_with(&printed) || l.ends_with(&printed)),
+                "'{printed}' is not in Table 3"
+            );
+            if !record[2].is_empty() {
+                attributes.insert(record[2].to_string());
+            }
+        }
+        assert_eq!(attributes.len(), 39, "every attribute but Smiling, once");
+        assert!(!attributes.contains("Smiling"));
+    }
+
     fn summary_line(labels: usize, k: usize, errors: &[f64]) -> SummaryRow {
         let n = errors.len() as f64;
         let mean = errors.iter().sum::<f64>() / n;
