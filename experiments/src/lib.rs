@@ -64,6 +64,9 @@ const BUILTIN_PROFILES: &[(&str, &str, &str, &str)] = &[
         "semi-supervised/svhn-paper.toml"
     ),
     builtin!("semi-supervised/svhn", "ci", "semi-supervised/svhn-ci.toml"),
+    builtin!("celeba", "fast", "celeba/fast.toml"),
+    builtin!("celeba", "paper", "celeba/paper.toml"),
+    builtin!("celeba", "ci", "celeba/ci.toml"),
 ];
 
 /// A profile as a run uses it: its settings and the label its results are filed under (the

@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::Device;
 use polars::prelude::*;
 
-use super::ImageSet;
+use super::{dataset_dir, DataLocation, ImageSet};
 use crate::error::{Error, Result};
 use crate::nets::ImageShape;
 
@@ -104,6 +104,28 @@ impl Celeba {
                 ATTRIBUTES.join(", ")
             ))
         })
+    }
+}
+
+/// Loads `celeba.parquet` from `location` (a folder holding it, or a `celeba` folder that
+/// does). CelebA is not fetched from the Hub: its licence asks for a local copy.
+pub fn load(location: &DataLocation, device: &Device) -> Result<Celeba> {
+    match location {
+        DataLocation::Dir(dir) => {
+            let path = dataset_dir(dir, "celeba").join("celeba.parquet");
+            if !path.is_file() {
+                return Err(Error::Invalid(format!(
+                    "no CelebA in {}: expected celeba.parquet",
+                    dir.display()
+                )));
+            }
+            read_parquet(&path, device)
+        }
+        DataLocation::Hub => Err(Error::Invalid(
+            "no local CelebA: give --data-dir (a folder with celeba/celeba.parquet) or set \
+             GANEM_DATA_DIR"
+                .into(),
+        )),
     }
 }
 
