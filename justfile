@@ -46,7 +46,12 @@ reproduce table profile="fast" seeds=seeds:
         ./target/release/semi-supervised --dataset mnist --labels 1000 --profile {{profile}} --seeds {{seeds}}
         ./target/release/semi-supervised --dataset svhn --labels 1000 --profile {{profile}} --seeds {{seeds}}
         ./target/release/report table1 --profile {{profile}} ;;
-      *) echo "only table1 can be reproduced so far (CelebA, Tables 2 and 3, is still to come)" >&2; exit 2 ;;
+      table2|table3)
+        cargo build --release
+        ./target/release/celeba --attribute all --labels 0 --profile {{profile}} --seeds {{seeds}}
+        ./target/release/celeba --attribute all --labels 100 --profile {{profile}} --seeds {{seeds}}
+        ./target/release/report table2 --profile {{profile}} ;;
+      *) echo "unknown table {{table}}: table1, table2 or table3" >&2; exit 2 ;;
     esac
 
 # The paper's table beside our finished runs (results/table1.csv, reports/table1.md, figures).
@@ -61,9 +66,12 @@ dimred profile="fast" seeds=seeds:
     ./target/release/dimred --k-dim 1000 --profile {{profile}} --seed 1
     ./target/release/dimred --k-dim 1000 --supervised --profile {{profile}} --seed 1
 
-# CelebA's 40 attributes (Tables 2 and 3): not built yet.
-celeba-all:
-    @echo "CelebA (Tables 2 and 3) is not implemented yet" >&2; exit 2
+# CelebA's 40 attributes (Tables 2 and 3), unsupervised and with 100 labels, then the report.
+celeba-all profile="fast" seeds=seeds:
+    cargo build --release
+    ./target/release/celeba --attribute all --labels 0 --profile {{profile}} --seeds {{seeds}}
+    ./target/release/celeba --attribute all --labels 100 --profile {{profile}} --seeds {{seeds}}
+    ./target/release/report table2 --profile {{profile}}
 
 # Training-step benchmark against PyTorch, interleaved in rounds (installs torch into
 # bench/.venv when missing).

@@ -175,8 +175,15 @@ pub fn grouped_bars(
 ) -> Result<()> {
     prepare(path)?;
     let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let width = (160 * groups.len() as u32).max(700);
-        let root = BitMapBackend::new(path, (width, 620)).into_drawing_area();
+        // Many groups: narrower groups and their names written upwards.
+        let many = groups.len() > 12;
+        let width = if many {
+            60 * groups.len() as u32 + 160
+        } else {
+            (160 * groups.len() as u32).max(700)
+        };
+        let height = if many { 760 } else { 620 };
+        let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
         root.fill(&WHITE)?;
         let top = groups
             .iter()
@@ -188,28 +195,45 @@ pub fn grouped_bars(
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 22))
             .margin(14)
-            .x_label_area_size(60)
+            .x_label_area_size(if many { 190 } else { 60 })
             .y_label_area_size(60)
             .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..top)?;
-        // Group i is centred on x = i, where the mesh puts its integer labels.
+        // Group i is centred on x = i, where the mesh puts its integer labels; with many
+        // groups the names are written below the axis, upwards, by hand (the mesh centres
+        // rotated labels on their middle, into the plot).
+        let name_of = |x: &f64| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 && !many {
+                groups
+                    .get(i as usize)
+                    .map(|g| g.name.clone())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(n)
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 {
-                    groups
-                        .get(i as usize)
-                        .map(|g| g.name.clone())
-                        .unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&name_of)
             .y_desc(y_label)
             .label_style(("sans-serif", 14))
             .draw()?;
+        if many {
+            let style = ("sans-serif", 14)
+                .into_font()
+                .transform(FontTransform::Rotate90)
+                .into_text_style(&root);
+            for (i, group) in groups.iter().enumerate() {
+                let (x, y) = chart.backend_coord(&(i as f64, 0.0));
+                root.draw(&Text::new(
+                    group.name.clone(),
+                    (x + 7, y + 8),
+                    style.clone(),
+                ))?;
+            }
+        }
         let per = series.len().max(1) as f64;
         let bar_width = 0.8 / per;
         for (s, name) in series.iter().enumerate() {

@@ -1,0 +1,330 @@
+//! Tables 2 and 3: CelebA's 40 attributes, unsupervised (K = 2) and with 100 labels, beside
+//! the paper's per-attribute errors (App. A.3) and its averages over the attributes.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::{numbers, read_csv, read_summary, required, texts};
+use crate::plots;
+
+/// One attribute: the paper's errors and ours (percent), for both settings.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AttributeCell {
+    /// As the paper prints it (`hat`, `glass`, `gender`), or the attribute's name where the
+    /// paper leaves it out.
+    pub printed: String,
+    /// The name in `list_attr_celeba.txt`; empty where the paper's row names none.
+    pub attribute: String,
+    pub paper_unsupervised: Option<f64>,
+    pub paper_semi: Option<f64>,
+    pub our_unsupervised: Option<f64>,
+    pub our_unsupervised_std: Option<f64>,
+    pub runs_unsupervised: usize,
+    pub our_semi: Option<f64>,
+    pub our_semi_std: Option<f64>,
+    pub runs_semi: usize,
+    pub profile: String,
+}
+
+/// Table 3's rows with ours beside them, plus the attributes the paper leaves out.
+pub fn table3(paper_file: &Path, results: &Path, profile: &str) -> Result<Vec<AttributeCell>> {
+    let df = read_csv(paper_file)?;
+    let printed = required(texts(&df, "row")?, "row", paper_file)?;
+    let attribute: Vec<String> = texts(&df, "attribute")?
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect();
+    let unsupervised = required(
+        numbers(&df, "unsupervised_error")?,
+        "unsupervised_error",
+        paper_file,
+    )?;
+    let semi = required(
+        numbers(&df, "semi_supervised_100_labels_error")?,
+        "semi_supervised_100_labels_error",
+        paper_file,
+    )?;
+    let summary = read_summary(results, "celeba")?;
+    let ours = |attribute: &str, labels: usize| {
+        summary.iter().find(|s| {
+            s.dataset == format!("celeba:{attribute}") && s.labels == labels && s.profile == profile
+        })
+    };
+    let mut cells: Vec<AttributeCell> = (0..df.height())
+        .map(|i| AttributeCell {
+            printed: printed[i].clone(),
+            attribute: attribute[i].clone(),
+            paper_unsupervised: Some(100.0 * unsupervised[i]),
+            paper_semi: Some(100.0 * semi[i]),
+            our_unsupervised: None,
+            our_unsupervised_std: None,
+            runs_unsupervised: 0,
+            our_semi: None,
+            our_semi_std: None,
+            runs_semi: 0,
+            profile: profile.to_string(),
+        })
+        .collect();
+    for name in ganem_core::data::celeba::ATTRIBUTES {
+        if !cells.iter().any(|c| c.attribute == name) {
+            cells.push(AttributeCell {
+                printed: format!("{name} (not in the paper's table)"),
+                attribute: name.to_string(),
+                paper_unsupervised: None,
+                paper_semi: None,
+                our_unsupervised: None,
+                our_unsupervised_std: None,
+                runs_unsupervised: 0,
+                our_semi: None,
+                our_semi_std: None,
+                runs_semi: 0,
+                profile: profile.to_string(),
+            });
+        }
+    }
+    for cell in &mut cells {
+        if cell.attribute.is_empty() {
+            continue;
+        }
+        if let Some(s) = ours(&cell.attribute, 0) {
+            cell.our_unsupervised = Some(100.0 * s.test_error_mean);
+            cell.our_unsupervised_std = Some(100.0 * s.test_error_std);
+            cell.runs_unsupervised = s.runs;
+        }
+        if let Some(s) = ours(&cell.attribute, 100) {
+            cell.our_semi = Some(100.0 * s.test_error_mean);
+            cell.our_semi_std = Some(100.0 * s.test_error_std);
+            cell.runs_semi = s.runs;
+        }
+    }
+    Ok(cells)
+}
+
+/// Table 2's GAN-EM row: the mean over the attributes, of the paper's Table 3 rows and of
+/// ours, the latter only when every one of the 40 attributes has runs (else `None`, and how
+/// many do).
+pub fn averages(cells: &[AttributeCell]) -> [(Option<f64>, usize); 2] {
+    let mean = |ours: fn(&AttributeCell) -> Option<f64>| {
+        let values: Vec<f64> = cells
+            .iter()
+            .filter(|c| !c.attribute.is_empty())
+            .filter_map(ours)
+            .collect();
+        let complete = values.len() == ganem_core::data::celeba::ATTRIBUTES.len();
+        (
+            complete.then(|| values.iter().sum::<f64>() / values.len() as f64),
+            values.len(),
+        )
+    };
+    [mean(|c| c.our_unsupervised), mean(|c| c.our_semi)]
+}
+
+/// Tables 2 and 3 in Markdown.
+pub fn markdown(paper_table2: &Path, cells: &[AttributeCell], profile: &str) -> Result<String> {
+    let df = read_csv(paper_table2)?;
+    let rows = required(texts(&df, "row")?, "row", paper_table2)?;
+    let columns = required(texts(&df, "column")?, "column", paper_table2)?;
+    let errors = required(
+        numbers(&df, "error_percent")?,
+        "error_percent",
+        paper_table2,
+    )?;
+    let [unsupervised, semi] = averages(cells);
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Tables 2 and 3: CelebA's 40 attributes, the paper beside this project\n\n\
+         Generated by `report table2` from `results/paper/table2_celeba.csv`, \
+         `results/paper/table3_celeba_attributes.csv` and our `results/celeba_summary.csv` \
+         (profile `{profile}`). Errors in percent; ours are means over seeds; *missing* means \
+         no finished run. Our faces are a 15,723-face subset of CelebA balanced per attribute \
+         (docs/deviations.md), not the paper's selection from 200k faces.\n"
+    );
+    let _ = writeln!(md, "## Table 2: mean error over the attributes\n");
+    let _ = writeln!(
+        md,
+        "| Method | unsupervised | semi-supervised (100 labels) |\n|---|---|---|"
+    );
+    let mut methods: Vec<&str> = Vec::new();
+    for r in &rows {
+        if !methods.contains(&r.as_str()) {
+            methods.push(r);
+        }
+    }
+    for method in methods {
+        let cell = |column: &str| {
+            (0..rows.len())
+                .find(|&i| rows[i] == method && columns[i] == column)
+                .map_or("-".to_string(), |i| format!("{:.2}", errors[i]))
+        };
+        let mut line = format!(
+            "| {method} | {} | {} |",
+            cell("CelebA (unsupervised)"),
+            cell("CelebA (100 labels)")
+        );
+        if method == "GAN-EM" {
+            let ours = |(mean, n): (Option<f64>, usize)| match mean {
+                Some(m) => format!("**ours {m:.2}**"),
+                None => format!("ours: *missing* ({n} of 40 attributes run)"),
+            };
+            line = format!(
+                "| GAN-EM | {}<br>{} | {}<br>{} |",
+                cell("CelebA (unsupervised)"),
+                ours(unsupervised),
+                cell("CelebA (100 labels)"),
+                ours(semi)
+            );
+        }
+        let _ = writeln!(md, "{line}");
+    }
+    let _ = writeln!(md, "\n## Table 3: GAN-EM per attribute\n");
+    let _ = writeln!(
+        md,
+        "| Attribute (as printed) | Paper, unsupervised | Ours, unsupervised | Paper, 100 labels | Ours, 100 labels |\n|---|---|---|---|---|"
+    );
+    let show = |v: Option<f64>, std: Option<f64>, runs: usize| match v {
+        Some(v) => format!(
+            "{} ({runs} run{})",
+            super::percent(v, std.filter(|_| runs > 1)),
+            if runs == 1 { "" } else { "s" }
+        ),
+        None => "*missing*".into(),
+    };
+    for c in cells {
+        let paper = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            c.printed,
+            paper(c.paper_unsupervised),
+            if c.attribute.is_empty() {
+                "- (which attribute?)".into()
+            } else {
+                show(
+                    c.our_unsupervised,
+                    c.our_unsupervised_std,
+                    c.runs_unsupervised,
+                )
+            },
+            paper(c.paper_semi),
+            if c.attribute.is_empty() {
+                "-".into()
+            } else {
+                show(c.our_semi, c.our_semi_std, c.runs_semi)
+            },
+        );
+    }
+    Ok(md)
+}
+
+/// Per attribute, the paper's error and ours for one setting, as grouped bars.
+pub fn figure(cells: &[AttributeCell], semi: bool, path: &Path, profile: &str) -> Result<()> {
+    let groups: Vec<plots::BarGroup> = cells
+        .iter()
+        .filter(|c| !c.attribute.is_empty())
+        .map(|c| {
+            let (paper, ours, std, runs) = if semi {
+                (c.paper_semi, c.our_semi, c.our_semi_std, c.runs_semi)
+            } else {
+                (
+                    c.paper_unsupervised,
+                    c.our_unsupervised,
+                    c.our_unsupervised_std,
+                    c.runs_unsupervised,
+                )
+            };
+            plots::BarGroup {
+                name: c.attribute.clone(),
+                bars: vec![
+                    paper.map(|p| (p, None)),
+                    ours.map(|o| (o, std.filter(|_| runs > 1))),
+                ],
+            }
+        })
+        .collect();
+    let setting = if semi {
+        "100 labels"
+    } else {
+        "unsupervised, K = 2"
+    };
+    plots::grouped_bars(
+        path,
+        &format!(
+            "Table 3, CelebA {setting}: error (%) per attribute, the paper vs ours ({profile})"
+        ),
+        "error (%)",
+        &["paper".to_string(), format!("ours ({profile})")],
+        &groups,
+    )
+    .with_context(|| format!("the {setting} figure"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runs::SummaryRow;
+
+    #[test]
+    fn attributes_take_their_runs_and_the_average_waits_for_all_forty() {
+        let dir = std::env::temp_dir().join(format!("ganem-celeba-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = |attribute: &str, labels: usize, error: f64| SummaryRow {
+            dataset: format!("celeba:{attribute}"),
+            labels,
+            k: 2,
+            profile: "fast".into(),
+            profile_hash: "h".into(),
+            runs: 3,
+            seeds: "1;2;3".into(),
+            collapsed: 0,
+            diverged: 0,
+            iterations: 12,
+            test_error_mean: error,
+            test_error_std: 0.01,
+            test_error_min: error,
+            test_error_max: error,
+            nmi_mean: 0.0,
+            nmi_std: 0.0,
+            nmi_min: 0.0,
+            nmi_max: 0.0,
+            ari_mean: 0.0,
+            ari_std: 0.0,
+            ari_min: 0.0,
+            ari_max: 0.0,
+            minutes_mean: 1.0,
+        };
+        let paper = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/paper");
+        let table = paper.join("table3_celeba_attributes.csv");
+        let mut lines = vec![line("Eyeglasses", 0, 0.4)];
+        crate::report::write_rows(&dir.join("celeba_summary.csv"), &lines).unwrap();
+        let cells = table3(&table, &dir, "fast").unwrap();
+        assert_eq!(cells.len(), 41, "the paper's 40 rows and Smiling");
+        let glass = cells.iter().find(|c| c.printed == "glass").unwrap();
+        assert_eq!(
+            (glass.our_unsupervised, glass.runs_unsupervised),
+            (Some(40.0), 3)
+        );
+        assert_eq!(glass.our_semi, None);
+        assert!((glass.paper_unsupervised.unwrap() - 29.83).abs() < 1e-9);
+        assert_eq!(averages(&cells), [(None, 1), (None, 0)]);
+        let md = markdown(&paper.join("table2_celeba.csv"), &cells, "fast").unwrap();
+        assert!(
+            md.contains("ours: *missing* (1 of 40 attributes run)"),
+            "{md}"
+        );
+        // With every attribute run, the average is their mean.
+        lines = ganem_core::data::celeba::ATTRIBUTES
+            .iter()
+            .map(|a| line(a, 0, if *a == "Bald" { 0.2 } else { 0.4 }))
+            .collect();
+        crate::report::write_rows(&dir.join("celeba_summary.csv"), &lines).unwrap();
+        let cells = table3(&table, &dir, "fast").unwrap();
+        let (mean, n) = averages(&cells)[0];
+        assert_eq!(n, 40);
+        assert!((mean.unwrap() - (39.0 * 40.0 + 20.0) / 40.0).abs() < 1e-9);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

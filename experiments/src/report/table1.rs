@@ -1,0 +1,304 @@
+//! Table 1: MNIST clustering, semi-supervised MNIST and SVHN, and the pixel baselines,
+//! cell by cell beside the paper.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{percent, read_baselines, read_summary, PaperCell};
+use crate::plots;
+
+/// Where our number for a column of Table 1 comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Source {
+    /// A summary file, data set and number of labels (K from the paper's cell).
+    Runs(&'static str, &'static str, usize),
+    /// `mnist_baselines.csv`, by method.
+    Baseline(&'static str),
+}
+
+fn source(cell: &PaperCell) -> Option<Source> {
+    Some(match (cell.row.as_str(), cell.column.as_str()) {
+        ("GAN-EM", "MNIST (unsupervised)") => Source::Runs("mnist_cluster", "mnist", 0),
+        ("GAN-EM", "MNIST (100 labels)") => Source::Runs("semi", "mnist", 100),
+        ("GAN-EM", "MNIST (1000 labels)") => Source::Runs("semi", "mnist", 1000),
+        ("GAN-EM", "SVHN (1000 labels)") => Source::Runs("semi", "svhn", 1000),
+        ("K-means", "MNIST (unsupervised)") => Source::Baseline("k-means"),
+        ("GMM", "MNIST (unsupervised)") => Source::Baseline("gmm"),
+        _ => return None,
+    })
+}
+
+/// One cell of Table 1 with ours beside the paper's (percent); ours empty when missing.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ComparedCell {
+    pub column: String,
+    pub method: String,
+    pub k: Option<usize>,
+    pub paper_error: f64,
+    pub paper_std: Option<f64>,
+    pub our_error: Option<f64>,
+    pub our_std: Option<f64>,
+    pub our_min: Option<f64>,
+    pub our_max: Option<f64>,
+    /// Ours minus the paper's, in percentage points.
+    pub difference: Option<f64>,
+    pub runs: usize,
+    pub seeds: String,
+    pub collapsed: usize,
+    pub iterations: Option<usize>,
+    pub minutes_per_run: Option<f64>,
+    pub profile: String,
+    /// What makes the cell not directly comparable, if anything.
+    pub note: String,
+}
+
+/// Joins the paper's Table 1 with our summaries of `profile` and our baselines. Only the
+/// cells we reproduce are returned (GAN-EM and the two pixel baselines).
+pub fn table1(paper: &[PaperCell], results: &Path, profile: &str) -> Result<Vec<ComparedCell>> {
+    let clustering = read_summary(results, "mnist_cluster")?;
+    let semi = read_summary(results, "semi")?;
+    let baselines = read_baselines(results)?;
+    let mut cells = Vec::new();
+    for cell in paper {
+        let Some(source) = source(cell) else { continue };
+        let mut compared = ComparedCell {
+            column: cell.column.clone(),
+            method: cell.row.clone(),
+            k: cell.k,
+            paper_error: cell.error_percent,
+            paper_std: cell.std_percent,
+            our_error: None,
+            our_std: None,
+            our_min: None,
+            our_max: None,
+            difference: None,
+            runs: 0,
+            seeds: String::new(),
+            collapsed: 0,
+            iterations: None,
+            minutes_per_run: None,
+            profile: String::new(),
+            note: String::new(),
+        };
+        match source {
+            Source::Runs(summary, dataset, labels) => {
+                let lines = if summary == "semi" {
+                    &semi
+                } else {
+                    &clustering
+                };
+                let k = cell.k.unwrap_or(10);
+                if let Some(s) = lines.iter().find(|s| {
+                    s.dataset == dataset && s.labels == labels && s.k == k && s.profile == profile
+                }) {
+                    compared.our_error = Some(100.0 * s.test_error_mean);
+                    compared.our_std = Some(100.0 * s.test_error_std);
+                    compared.our_min = Some(100.0 * s.test_error_min);
+                    compared.our_max = Some(100.0 * s.test_error_max);
+                    compared.runs = s.runs;
+                    compared.seeds = s.seeds.clone();
+                    compared.collapsed = s.collapsed;
+                    compared.iterations = Some(s.iterations);
+                    compared.minutes_per_run = Some(s.minutes_mean);
+                    compared.profile = s.profile.clone();
+                }
+                if dataset == "svhn" {
+                    compared.note = "ours: split protocol test-split-5000 unless the official \
+                                     train split is present (docs/deviations.md)"
+                        .into();
+                }
+            }
+            Source::Baseline(method) => {
+                if let Some((_, _, error)) = baselines
+                    .iter()
+                    .find(|(m, k, _)| m == method && Some(*k) == cell.k)
+                {
+                    compared.our_error = Some(100.0 * error);
+                    compared.runs = 1;
+                    compared.profile = "baseline (pixels, seed 1)".into();
+                }
+            }
+        }
+        compared.difference = compared.our_error.map(|e| e - cell.error_percent);
+        cells.push(compared);
+    }
+    Ok(cells)
+}
+
+/// Our Table 1 cells beside the paper's, one line each (a Markdown table).
+pub fn table1_cells_markdown(cells: &[ComparedCell]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| Cell | Paper | Ours | Ours − paper (points) | Range | Runs (seeds) | Collapsed | EM iterations | Minutes per run | Profile |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    for c in cells {
+        let k = c.k.map(|k| format!(", K = {k}")).unwrap_or_default();
+        // Without runs every cell is missing; with runs, what does not apply is a dash.
+        let none = if c.our_error.is_some() {
+            "-"
+        } else {
+            "*missing*"
+        };
+        let or_missing = |v: Option<String>| v.unwrap_or_else(|| none.into());
+        let _ = writeln!(
+            md,
+            "| {} {}{k} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            c.method,
+            c.column,
+            percent(c.paper_error, c.paper_std),
+            or_missing(
+                c.our_error
+                    .map(|e| percent(e, c.our_std.filter(|_| c.runs > 1)))
+            ),
+            or_missing(c.difference.map(|d| format!("{d:+.2}"))),
+            or_missing(
+                c.our_min
+                    .zip(c.our_max)
+                    .map(|(a, b)| format!("{a:.2} – {b:.2}"))
+            ),
+            if c.seeds.is_empty() {
+                c.runs.to_string()
+            } else {
+                format!("{} ({})", c.runs, c.seeds.replace(';', ", "))
+            },
+            c.collapsed,
+            or_missing(c.iterations.map(|i| i.to_string())),
+            or_missing(c.minutes_per_run.map(|m| format!("{m:.1}"))),
+            c.profile,
+        );
+    }
+    md
+}
+
+/// The paper's Table 1, every row and column, with our number under each cell we reproduce.
+pub fn table1_markdown(paper: &[PaperCell], cells: &[ComparedCell], profile: &str) -> String {
+    let columns = [
+        "MNIST (unsupervised)",
+        "MNIST (100 labels)",
+        "MNIST (1000 labels)",
+        "SVHN (1000 labels)",
+    ];
+    let mut rows: Vec<&str> = Vec::new();
+    for cell in paper {
+        if !rows.contains(&cell.row.as_str()) {
+            rows.push(&cell.row);
+        }
+    }
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Table 1: error rates (%) on MNIST and SVHN, the paper beside this project\n\n\
+         Generated by `report table1` from `results/paper/table1_mnist_svhn.csv` (the paper's \
+         numbers, typed from its Table 1) and our run summaries of profile `{profile}` \
+         (`results/mnist_cluster_summary.csv`, `results/semi_summary.csv`) and baselines \
+         (`results/mnist_baselines.csv`). Each of our cells is the mean ± standard deviation \
+         of the final test error over the seeds listed; *missing* means no finished run yet.\n"
+    );
+    let _ = writeln!(md, "| Method | {} |", columns.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(columns.len()));
+    for row in &rows {
+        let mut line = format!("| {row} |");
+        for column in columns {
+            let entries: Vec<String> = paper
+                .iter()
+                .filter(|c| c.row == *row && c.column == column)
+                .map(|c| {
+                    let k = c.k.map(|k| format!(" (K={k})")).unwrap_or_default();
+                    let mut text = format!("{}{k}", percent(c.error_percent, c.std_percent));
+                    if let Some(ours) = cells
+                        .iter()
+                        .find(|o| o.method == c.row && o.column == c.column && o.k == c.k)
+                    {
+                        text += &match ours.our_error {
+                            Some(e) => format!(
+                                "<br>**ours {}** ({} run{})",
+                                percent(e, ours.our_std.filter(|_| ours.runs > 1)),
+                                ours.runs,
+                                if ours.runs == 1 { "" } else { "s" }
+                            ),
+                            None => "<br>ours: *missing*".into(),
+                        };
+                    }
+                    text
+                })
+                .collect();
+            if entries.is_empty() {
+                line += " - |";
+            } else {
+                line += &format!(" {} |", entries.join("<br>"));
+            }
+        }
+        let _ = writeln!(md, "{line}");
+    }
+    let _ = writeln!(md, "\n## Our cells\n");
+    md += &table1_cells_markdown(cells);
+    let _ = writeln!(md, "\n## Reading\n");
+    for c in cells {
+        let k = c.k.map(|k| format!(", K = {k}")).unwrap_or_default();
+        let what = format!("{} {}{k}", c.method, c.column);
+        let sentence = match (c.our_error, c.difference) {
+            (Some(e), Some(d)) if d.abs() <= c.paper_std.unwrap_or(0.0) + c.our_std.unwrap_or(0.0) => {
+                format!("- {what}: ours {e:.2} % matches the paper's {:.2} % within the spread of the two.", c.paper_error)
+            }
+            (Some(e), Some(d)) if d < 0.0 => format!(
+                "- {what}: ours {e:.2} % is {:.2} points below the paper's {:.2} %.",
+                -d, c.paper_error
+            ),
+            (Some(e), Some(d)) => format!(
+                "- {what}: ours {e:.2} % is {d:.2} points above the paper's {:.2} % ({:.1} times its error).",
+                c.paper_error,
+                e / c.paper_error
+            ),
+            _ => format!("- {what}: no finished run of profile `{profile}` yet."),
+        };
+        let _ = writeln!(
+            md,
+            "{sentence}{}",
+            if c.note.is_empty() {
+                String::new()
+            } else {
+                format!(" Note: {}.", c.note)
+            }
+        );
+    }
+    md
+}
+
+/// Grouped bars of the paper's numbers and ours (with their standard deviations) for every
+/// cell we reproduce.
+pub fn table1_figure(cells: &[ComparedCell], path: &Path, profile: &str) -> Result<()> {
+    let groups: Vec<plots::BarGroup> = cells
+        .iter()
+        .map(|c| {
+            let short = match c.column.as_str() {
+                "MNIST (unsupervised)" => "MNIST".to_string(),
+                "MNIST (100 labels)" => "MNIST 100 lab.".into(),
+                "MNIST (1000 labels)" => "MNIST 1000 lab.".into(),
+                "SVHN (1000 labels)" => "SVHN 1000 lab.".into(),
+                other => other.into(),
+            };
+            let k = c.k.map(|k| format!(" K={k}")).unwrap_or_default();
+            plots::BarGroup {
+                name: format!("{} {short}{k}", c.method),
+                bars: vec![
+                    Some((c.paper_error, c.paper_std)),
+                    c.our_error.map(|e| (e, c.our_std.filter(|_| c.runs > 1))),
+                ],
+            }
+        })
+        .collect();
+    plots::grouped_bars(
+        path,
+        &format!(
+            "Table 1: error (%), the paper vs ours ({profile} profile; missing bars: no runs)"
+        ),
+        "test error (%)",
+        &["paper".to_string(), format!("ours ({profile})")],
+        &groups,
+    )
+}
