@@ -196,7 +196,10 @@ impl Experiment<'_> {
             }
         }
         if finished > 0 {
-            let hashes = BTreeMap::from([(self.label.to_string(), self.profile.fingerprint())]);
+            let hashes = BTreeMap::from([(
+                (self.dataset.clone(), self.label.to_string()),
+                self.profile.fingerprint(),
+            )]);
             let (path, stale) = write_summary(&self.args.out, self.summary, &hashes)?;
             println!("summary: {}", path.display());
             if stale > 0 {

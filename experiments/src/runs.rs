@@ -233,12 +233,13 @@ impl SummaryRow {
 
 /// Rebuilds `{summary}_summary.csv` in `dir` from every run record there whose name starts
 /// with `{summary}_`: one row per (data set, labels, K, profile), over the runs of the
-/// profile's current settings (`current_hashes`, by profile; records of other settings are
-/// left out and their number returned).
+/// profile's current settings (`current_hashes`, by data set and profile, since one profile
+/// name has other settings on another data set; records of other settings are left out and
+/// their number returned).
 pub fn write_summary(
     dir: &Path,
     summary: &str,
-    current_hashes: &BTreeMap<String, String>,
+    current_hashes: &BTreeMap<(String, String), String>,
 ) -> Result<(PathBuf, usize)> {
     type Key = (String, usize, usize, String);
     let mut groups: BTreeMap<Key, Vec<RunRecord>> = BTreeMap::new();
@@ -256,7 +257,7 @@ pub fn write_summary(
     for path in paths {
         let record = RunRecord::read(&path)?;
         let id = &record.identity;
-        match current_hashes.get(&id.profile) {
+        match current_hashes.get(&(id.dataset.clone(), id.profile.clone())) {
             Some(hash) if *hash != record.recipe_hash() => stale += 1,
             _ => groups
                 .entry((
@@ -343,16 +344,20 @@ mod tests {
             record(3, RunStatus::Ok, 0.2, "h"),
             record(4, RunStatus::Ok, 0.9, "old"),
         ];
-        for r in &runs {
-            r.write(&dir, &run_stem("mnist_cluster", &r.identity))
-                .unwrap();
+        // The same profile name on another data set has other settings: not stale.
+        let mut svhn = record(1, RunStatus::Ok, 0.5, "s");
+        svhn.identity.dataset = "svhn".into();
+        for r in runs.iter().chain([&svhn]) {
+            let name = format!("mnist_cluster_{}", r.identity.dataset);
+            r.write(&dir, &run_stem(&name, &r.identity)).unwrap();
         }
-        let hashes = BTreeMap::from([("fast".to_string(), "h".to_string())]);
+        let hashes = BTreeMap::from([(("mnist".to_string(), "fast".to_string()), "h".to_string())]);
         let (path, stale) = write_summary(&dir, "mnist_cluster", &hashes).unwrap();
         assert_eq!(stale, 1);
         let mut reader = csv::Reader::from_path(&path).unwrap();
         let rows: Vec<SummaryRow> = reader.deserialize().map(|r| r.unwrap()).collect();
-        assert_eq!(rows.len(), 1);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[1].dataset.as_str(), rows[1].runs), ("svhn", 1));
         let row = &rows[0];
         assert_eq!(
             (row.runs, row.collapsed, row.seeds.as_str()),
