@@ -185,6 +185,38 @@ pub struct SummaryRow {
 }
 
 impl SummaryRow {
+    /// A line of `runs` runs (seeds 1 to `runs`) with mean test error `mean` and std 0.01,
+    /// for tests of what reads summaries.
+    #[cfg(test)]
+    pub(crate) fn example(dataset: &str, labels: usize, k: usize, runs: usize, mean: f64) -> Self {
+        let seeds: Vec<String> = (1..=runs).map(|s| s.to_string()).collect();
+        Self {
+            dataset: dataset.into(),
+            labels,
+            k,
+            profile: "fast".into(),
+            profile_hash: "h".into(),
+            runs,
+            seeds: seeds.join(";"),
+            collapsed: 0,
+            diverged: 0,
+            iterations: 20,
+            test_error_mean: mean,
+            test_error_std: 0.01,
+            test_error_min: 0.0,
+            test_error_max: 1.0,
+            nmi_mean: 0.0,
+            nmi_std: 0.0,
+            nmi_min: 0.0,
+            nmi_max: 0.0,
+            ari_mean: 0.0,
+            ari_std: 0.0,
+            ari_min: 0.0,
+            ari_max: 0.0,
+            minutes_mean: 3.0,
+        }
+    }
+
     /// Aggregates runs of one K and profile; `None` for no runs. Collapsed and diverged runs
     /// count with their last finished iteration's scores.
     pub fn of(records: &[RunRecord]) -> Option<Self> {

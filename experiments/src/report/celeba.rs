@@ -29,6 +29,29 @@ pub struct AttributeCell {
     pub profile: String,
 }
 
+impl AttributeCell {
+    fn without_runs(
+        printed: String,
+        attribute: String,
+        paper: [Option<f64>; 2],
+        profile: &str,
+    ) -> Self {
+        Self {
+            printed,
+            attribute,
+            paper_unsupervised: paper[0],
+            paper_semi: paper[1],
+            our_unsupervised: None,
+            our_unsupervised_std: None,
+            runs_unsupervised: 0,
+            our_semi: None,
+            our_semi_std: None,
+            runs_semi: 0,
+            profile: profile.to_string(),
+        }
+    }
+}
+
 /// Table 3's rows with ours beside them, plus the attributes the paper leaves out.
 pub fn table3(paper_file: &Path, results: &Path, profile: &str) -> Result<Vec<AttributeCell>> {
     let df = read_csv(paper_file)?;
@@ -54,35 +77,23 @@ pub fn table3(paper_file: &Path, results: &Path, profile: &str) -> Result<Vec<At
         })
     };
     let mut cells: Vec<AttributeCell> = (0..df.height())
-        .map(|i| AttributeCell {
-            printed: printed[i].clone(),
-            attribute: attribute[i].clone(),
-            paper_unsupervised: Some(100.0 * unsupervised[i]),
-            paper_semi: Some(100.0 * semi[i]),
-            our_unsupervised: None,
-            our_unsupervised_std: None,
-            runs_unsupervised: 0,
-            our_semi: None,
-            our_semi_std: None,
-            runs_semi: 0,
-            profile: profile.to_string(),
+        .map(|i| {
+            AttributeCell::without_runs(
+                printed[i].clone(),
+                attribute[i].clone(),
+                [Some(100.0 * unsupervised[i]), Some(100.0 * semi[i])],
+                profile,
+            )
         })
         .collect();
     for name in ganem_core::data::celeba::ATTRIBUTES {
         if !cells.iter().any(|c| c.attribute == name) {
-            cells.push(AttributeCell {
-                printed: format!("{name} (not in the paper's table)"),
-                attribute: name.to_string(),
-                paper_unsupervised: None,
-                paper_semi: None,
-                our_unsupervised: None,
-                our_unsupervised_std: None,
-                runs_unsupervised: 0,
-                our_semi: None,
-                our_semi_std: None,
-                runs_semi: 0,
-                profile: profile.to_string(),
-            });
+            cells.push(AttributeCell::without_runs(
+                format!("{name} (not in the paper's table)"),
+                name.to_string(),
+                [None, None],
+                profile,
+            ));
         }
     }
     for cell in &mut cells {
@@ -271,30 +282,8 @@ mod tests {
     fn attributes_take_their_runs_and_the_average_waits_for_all_forty() {
         let dir = std::env::temp_dir().join(format!("ganem-celeba-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let line = |attribute: &str, labels: usize, error: f64| SummaryRow {
-            dataset: format!("celeba:{attribute}"),
-            labels,
-            k: 2,
-            profile: "fast".into(),
-            profile_hash: "h".into(),
-            runs: 3,
-            seeds: "1;2;3".into(),
-            collapsed: 0,
-            diverged: 0,
-            iterations: 12,
-            test_error_mean: error,
-            test_error_std: 0.01,
-            test_error_min: error,
-            test_error_max: error,
-            nmi_mean: 0.0,
-            nmi_std: 0.0,
-            nmi_min: 0.0,
-            nmi_max: 0.0,
-            ari_mean: 0.0,
-            ari_std: 0.0,
-            ari_min: 0.0,
-            ari_max: 0.0,
-            minutes_mean: 1.0,
+        let line = |attribute: &str, labels: usize, error: f64| {
+            SummaryRow::example(&format!("celeba:{attribute}"), labels, 2, 3, error)
         };
         let paper = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/paper");
         let table = paper.join("table3_celeba_attributes.csv");

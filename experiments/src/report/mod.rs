@@ -410,33 +410,8 @@ mod tests {
     }
 
     fn summary_line(labels: usize, k: usize, errors: &[f64]) -> SummaryRow {
-        let n = errors.len() as f64;
-        let mean = errors.iter().sum::<f64>() / n;
-        SummaryRow {
-            dataset: "mnist".into(),
-            labels,
-            k,
-            profile: "fast".into(),
-            profile_hash: "h".into(),
-            runs: errors.len(),
-            seeds: "1;2".into(),
-            collapsed: 0,
-            diverged: 0,
-            iterations: 20,
-            test_error_mean: mean,
-            test_error_std: 0.01,
-            test_error_min: 0.0,
-            test_error_max: 1.0,
-            nmi_mean: 0.0,
-            nmi_std: 0.0,
-            nmi_min: 0.0,
-            nmi_max: 0.0,
-            ari_mean: 0.0,
-            ari_std: 0.0,
-            ari_min: 0.0,
-            ari_max: 0.0,
-            minutes_mean: 3.0,
-        }
+        let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+        SummaryRow::example("mnist", labels, k, errors.len(), mean)
     }
 
     #[test]
