@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 /// Ten colours told apart easily (Tableau 10), one per digit.
@@ -43,6 +44,26 @@ fn padded(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+type Chart<'a> = ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+type Drawn = std::result::Result<(), Box<dyn std::error::Error>>;
+
+/// Draws the legend where asked and writes the file.
+fn finish(
+    root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    chart: &mut Chart<'_>,
+    legend: SeriesLabelPosition,
+) -> Drawn {
+    chart
+        .configure_series_labels()
+        .position(legend)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 16))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
 /// Side of the square scatter plots, in pixels.
 pub const SCATTER_SIDE: u32 = 900;
 
@@ -63,7 +84,7 @@ pub fn scatter_by_class(
         labels.len()
     );
     prepare(path)?;
-    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let draw = || -> Drawn {
         let root = BitMapBackend::new(path, (SCATTER_SIDE, SCATTER_SIDE)).into_drawing_area();
         root.fill(&WHITE)?;
         let xs = padded(points.iter().step_by(2).map(|&v| v as f64));
@@ -96,15 +117,7 @@ pub fn scatter_by_class(
                 .label(class.to_string())
                 .legend(move |(x, y)| Circle::new((x + 8, y), 5, colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 16))
-            .draw()?;
-        root.present()?;
-        Ok(())
+        finish(&root, &mut chart, SeriesLabelPosition::UpperRight)
     };
     draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
 }
@@ -117,7 +130,7 @@ pub fn lines(
     series: &[(String, Vec<(f64, f64)>)],
 ) -> Result<()> {
     prepare(path)?;
-    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let draw = || -> Drawn {
         let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
         root.fill(&WHITE)?;
         let all = || series.iter().flat_map(|(_, s)| s.iter());
@@ -145,15 +158,7 @@ pub fn lines(
                 .label(name.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 16))
-            .draw()?;
-        root.present()?;
-        Ok(())
+        finish(&root, &mut chart, SeriesLabelPosition::UpperRight)
     };
     draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
 }
@@ -174,7 +179,7 @@ pub fn grouped_bars(
     groups: &[BarGroup],
 ) -> Result<()> {
     prepare(path)?;
-    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let draw = || -> Drawn {
         // Many groups: narrower groups and their names written upwards.
         let many = groups.len() > 12;
         let width = if many {
@@ -267,15 +272,7 @@ pub fn grouped_bars(
             });
             chart.draw_series(errors)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 16))
-            .draw()?;
-        root.present()?;
-        Ok(())
+        finish(&root, &mut chart, SeriesLabelPosition::UpperLeft)
     };
     draw().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
 }
