@@ -74,20 +74,21 @@ impl IterationRow for Row {
     fn describe(&self) -> String {
         format!(
             "train error {:.4}, test error {:.4} ({} mapping), NMI {:.3}, ARI {:.3}, \
-             phi [{:.3}, {:.3}], L_D {:.3} L_G {:.3} L_E {:.3}, spread {:.3}, {}, {:.0} s",
+             {}",
             self.train_error,
             self.test_error,
             self.mapping,
             self.nmi,
             self.ari,
-            self.phi_min,
-            self.phi_max,
-            self.loss_d,
-            self.loss_g,
-            self.loss_e,
-            self.sample_spread,
-            self.status.as_str(),
-            self.seconds
+            crate::runner::describe_training(
+                (self.phi_min, self.phi_max),
+                self.loss_d,
+                self.loss_g,
+                self.loss_e,
+                self.sample_spread,
+                self.status,
+                self.seconds
+            ),
         )
     }
 }

@@ -107,6 +107,26 @@ pub trait IterationRow: Serialize + DeserializeOwned {
     fn describe(&self) -> String;
 }
 
+/// The part of an iteration's console line every experiment shares: the class prior's range,
+/// the three losses, the samples' spread, the status and the elapsed time.
+pub fn describe_training(
+    phi: (f64, f64),
+    loss_d: f64,
+    loss_g: f64,
+    loss_e: f64,
+    spread: f64,
+    status: RunStatus,
+    seconds: f64,
+) -> String {
+    format!(
+        "phi [{:.3}, {:.3}], L_D {loss_d:.3} L_G {loss_g:.3} L_E {loss_e:.3}, spread {spread:.3}, \
+         {}, {seconds:.0} s",
+        phi.0,
+        phi.1,
+        status.as_str()
+    )
+}
+
 /// Implements the bookkeeping part of [`IterationRow`] for a row type with the usual
 /// `iteration`, `seconds`, `status`, `test_error`, `nmi` and `ari` columns; the row type
 /// writes only its `describe`.

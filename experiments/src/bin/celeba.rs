@@ -58,20 +58,21 @@ impl IterationRow for Row {
     experiments::iteration_row_columns!();
     fn describe(&self) -> String {
         format!(
-            "error {:.4} on {} faces, NMI {:.3}, labelled error {:.3}, phi [{:.3}, {:.3}], \
-             L_D {:.3} L_G {:.3} L_E {:.3}, spread {:.3}, {}, {:.0} s",
+            "error {:.4} on {} faces, NMI {:.3}, labelled error {:.3}, \
+             {}",
             self.test_error,
             self.faces,
             self.nmi,
             self.labelled_error,
-            self.phi_min,
-            self.phi_max,
-            self.loss_d,
-            self.loss_g,
-            self.loss_e,
-            self.sample_spread,
-            self.status.as_str(),
-            self.seconds
+            experiments::runner::describe_training(
+                (self.phi_min, self.phi_max),
+                self.loss_d,
+                self.loss_g,
+                self.loss_e,
+                self.sample_spread,
+                self.status,
+                self.seconds
+            ),
         )
     }
 }

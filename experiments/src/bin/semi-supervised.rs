@@ -72,20 +72,21 @@ impl IterationRow for Row {
     fn describe(&self) -> String {
         format!(
             "test error {:.4} (mapped {:.4}), labelled error {:.3} after {} updates, NMI {:.3}, \
-             phi [{:.3}, {:.3}], L_D {:.3} L_G {:.3} L_E {:.3}, spread {:.3}, {}, {:.0} s",
+             {}",
             self.test_error,
             self.clustering_error,
             self.labelled_error,
             self.labelled_updates,
             self.nmi,
-            self.phi_min,
-            self.phi_max,
-            self.loss_d,
-            self.loss_g,
-            self.loss_e,
-            self.sample_spread,
-            self.status.as_str(),
-            self.seconds
+            experiments::runner::describe_training(
+                (self.phi_min, self.phi_max),
+                self.loss_d,
+                self.loss_g,
+                self.loss_e,
+                self.sample_spread,
+                self.status,
+                self.seconds
+            ),
         )
     }
 }
