@@ -35,11 +35,17 @@ class Classifier(nn.Module):
 
 
 class Generator(nn.Module):
-    def __init__(self, k, width):
+    def __init__(self, k, width, fc_hidden):
         super().__init__()
         self.base = scaled(128, width)
         mid = scaled(64, width)
-        self.fc = nn.Sequential(nn.Linear(62 + k, self.base * 49, bias=False), nn.BatchNorm1d(self.base * 49), nn.LeakyReLU(0.2))
+        layers, inputs = [], 62 + k
+        if fc_hidden:
+            hidden = scaled(fc_hidden, width)
+            layers += [nn.Linear(inputs, hidden, bias=False), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.2)]
+            inputs = hidden
+        layers += [nn.Linear(inputs, self.base * 49, bias=False), nn.BatchNorm1d(self.base * 49), nn.LeakyReLU(0.2)]
+        self.fc = nn.Sequential(*layers)
         self.deconv = nn.Sequential(
             nn.ConvTranspose2d(self.base, mid, 4, 2, 1, bias=False), nn.BatchNorm2d(mid), nn.LeakyReLU(0.2),
             nn.ConvTranspose2d(mid, 1, 4, 2, 1), nn.Sigmoid())
@@ -61,6 +67,7 @@ def median_ms(fn, repeats):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--generator-fc-hidden", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--inference-images", type=int, default=10000)
@@ -68,7 +75,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
     k = 10
-    g, d, e = Generator(k, args.width), Classifier(k + 1, args.width), Classifier(k, args.width)
+    g, d, e = Generator(k, args.width, args.generator_fc_hidden), Classifier(k + 1, args.width), Classifier(k, args.width)
     opt = lambda m, lr: torch.optim.Adam(m.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_g, opt_d, opt_e = opt(g, 6e-4), opt(d, 2e-4), opt(e, 6e-5)
 

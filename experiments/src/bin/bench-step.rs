@@ -5,6 +5,10 @@
 //! code the EM loop runs. With `--python` it runs bench/pytorch_step.py (the same networks in
 //! PyTorch) in every round, prints the ratio ours / PyTorch per row and writes everything to
 //! results/bench_step.csv.
+//!
+//! With `--em-iteration` it also times one whole EM iteration of the `fast` clustering profile
+//! on MNIST beside the PyTorch reference (`../shared/reference/ganem_probe.py`, `--em 1`) at
+//! the same recipe, so that the end-to-end cost is on the table.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,8 +20,8 @@ use candle_core::Tensor;
 use clap::Parser;
 use experiments::{load_profile, CsvOut};
 use ganem_core::config::Profile;
-use ganem_core::data::mnist;
-use ganem_core::em::GanEm;
+use ganem_core::data::{mnist, ImageSet};
+use ganem_core::em::{GanEm, Silent};
 use ganem_core::nets::{classifier_flops, generator_flops};
 use ganem_core::ops;
 use serde::Serialize;
@@ -25,9 +29,13 @@ use serde::Serialize;
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
-    /// Network width multiplier (1.0 = Table 4).
+    /// Network width multiplier (1.0 = Table 4; 0.5 = the `fast` profiles).
     #[arg(long, default_value_t = 1.0)]
     width: f64,
+    /// Units of the generator's extra FC input layer before scaling by the width (0 = Table 4;
+    /// 1024 = the authors' code and the `fast-v1` profile).
+    #[arg(long, default_value_t = 0)]
+    generator_fc_hidden: usize,
     /// Timed repetitions per row (after one warm-up run); the median is reported.
     #[arg(long, default_value_t = 10)]
     repeats: usize,
@@ -52,19 +60,36 @@ struct Args {
     /// Also time candle's own ops (no custom kernels), the "before" of every row.
     #[arg(long)]
     reference: bool,
+    /// Keep the rows of an earlier `--out` file other than those this run measures (same row,
+    /// kernels, width and generator), so that several configurations share one table.
+    #[arg(long)]
+    append: bool,
+    /// Time only one whole EM iteration of the `fast` clustering profile on MNIST (M-step,
+    /// E-step, assignment of the training images, test predictions), beside the reference
+    /// with `--python`.
+    #[arg(long)]
+    em_iteration: bool,
+    /// The PyTorch reference GAN-EM for `--em-iteration`.
+    #[arg(long, default_value = "../shared/reference/ganem_probe.py")]
+    probe: PathBuf,
+    /// MNIST's folder for `--em-iteration` (default: ../shared/data or $GANEM_DATA_DIR).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, serde::Deserialize)]
 struct Row {
     name: String,
     /// `custom+openblas`, `custom+gemm` (ganem's kernels, matrix products by OpenBLAS or the
     /// gemm crate) or `candle` (candle's own ops).
-    kernels: &'static str,
+    kernels: String,
     width: f64,
+    generator_fc_hidden: usize,
     rounds: usize,
     /// Median over rounds of each round's median time.
     ours_ms: f64,
-    gflops: f64,
+    /// What PyTorch computes per second at our time (empty for the EM iteration).
+    gflops: Option<f64>,
     pytorch_ms: Option<f64>,
     /// Median over rounds of ours / PyTorch within the round.
     ratio: Option<f64>,
@@ -73,7 +98,8 @@ struct Row {
     /// The host the row was measured on.
     cpu_model: String,
     vector_isa: String,
-    /// The product library as loaded (its kernel), whichever `kernels` used.
+    /// The library that computed the row's matrix products (OpenBLAS with its kernel, or the
+    /// gemm crate with the widest ISA it uses).
     product_library: String,
     threads: usize,
 }
@@ -103,10 +129,31 @@ fn run_pytorch(args: &Args, python: &Path) -> Result<BTreeMap<String, f64>> {
     let output = Command::new(python)
         .arg(script)
         .args(["--width", &args.width.to_string()])
+        .args([
+            "--generator-fc-hidden",
+            &args.generator_fc_hidden.to_string(),
+        ])
         .args(["--repeats", &args.repeats.to_string()])
         .args(["--inference-images", &args.inference_images.to_string()])
-        .output()
-        .with_context(|| format!("running {} {}", python.display(), script.display()))?;
+        .args(["--threads", &rayon::current_num_threads().to_string()])
+        .output();
+    let stdout = checked_output(python, script, output)?;
+    let all: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&stdout)
+        .with_context(|| format!("parsing the output of {}", script.display()))?;
+    Ok(all
+        .into_iter()
+        .filter_map(|(k, v)| v.as_f64().map(|v| (k, v)))
+        .collect())
+}
+
+/// The standard output of a finished Python script, or an error with its standard error.
+fn checked_output(
+    python: &Path,
+    script: &Path,
+    output: std::io::Result<std::process::Output>,
+) -> Result<Vec<u8>> {
+    let output =
+        output.with_context(|| format!("running {} {}", python.display(), script.display()))?;
     if !output.status.success() {
         bail!(
             "{} failed ({}): {}",
@@ -115,12 +162,60 @@ fn run_pytorch(args: &Args, python: &Path) -> Result<BTreeMap<String, f64>> {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let all: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&output.stdout)
-        .with_context(|| format!("parsing the output of {}", script.display()))?;
-    Ok(all
-        .into_iter()
-        .filter_map(|(k, v)| v.as_f64().map(|v| (k, v)))
-        .collect())
+    Ok(output.stdout)
+}
+
+/// The `fast` clustering profile with the reference's generator: its first feature map has
+/// 128 channels at any width (ours scales it with the width, 64 at 0.5).
+fn em_iteration_profile() -> Result<Profile> {
+    let mut profile = load_profile("mnist-cluster", "fast", &[])?.profile;
+    profile.nets.generator_base_channels = (128.0 / profile.nets.width).round() as usize;
+    Ok(profile)
+}
+
+/// Milliseconds of the reference's first EM iteration at `profile`'s recipe (it prints whole
+/// seconds since its start after every iteration).
+fn run_probe(args: &Args, python: &Path, profile: &Profile) -> Result<f64> {
+    let output = Command::new(python)
+        .arg(&args.probe)
+        .args(["--em", "1", "--seed", &args.seed.to_string()])
+        .args(["--m-epochs", &profile.em.m_step_epochs.to_string()])
+        .args(["--e-iters", &profile.em.e_step_iterations.to_string()])
+        .args(["--width", &profile.nets.width.to_string()])
+        .args(["--threads", &rayon::current_num_threads().to_string()])
+        .output();
+    let stdout =
+        String::from_utf8_lossy(&checked_output(python, &args.probe, output)?).into_owned();
+    let seconds = stdout
+        .split_whitespace()
+        .find_map(|word| {
+            word.strip_prefix("t=")?
+                .strip_suffix('s')?
+                .parse::<f64>()
+                .ok()
+        })
+        .with_context(|| {
+            format!(
+                "no `t=...s` in the output of {}: {stdout}",
+                args.probe.display()
+            )
+        })?;
+    Ok(seconds * 1e3)
+}
+
+/// One EM iteration of ours, as `mnist-cluster` runs it, then the test predictions.
+fn time_em_iteration(
+    args: &Args,
+    profile: &Profile,
+    train: &ImageSet,
+    test: &ImageSet,
+) -> Result<f64> {
+    let device = ganem_core::default_device()?;
+    let mut model = GanEm::new(profile, 10, mnist::SHAPE, train.len(), args.seed, &device)?;
+    let start = Instant::now();
+    model.step(train, &mut Silent)?;
+    model.predict(&test.images)?;
+    Ok(start.elapsed().as_secs_f64() * 1e3)
 }
 
 /// Our timings of every row with the current kernels: (row name, ms, FLOPs per call).
@@ -170,30 +265,57 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let mut profile = load_profile("mnist-cluster", "fast", &[])?.profile;
     profile.nets.width = args.width;
-    profile.nets.generator_fc_hidden = 0;
+    profile.nets.generator_fc_hidden = args.generator_fc_hidden;
     profile.nets.generator_activation = ganem_core::nets::Activation::LeakyRelu;
+    let em = if args.em_iteration {
+        let profile = em_iteration_profile()?;
+        let (train, test) = experiments::load_mnist(
+            args.data_dir.as_deref(),
+            &profile,
+            &ganem_core::default_device()?,
+        )?;
+        Some((profile, train, test))
+    } else {
+        None
+    };
+    let width = em.as_ref().map_or(args.width, |(p, _, _)| p.nets.width);
 
     let mut variants = Vec::new();
-    ops::use_gemm_crate(false);
-    if ops::gemm_backend() == "openblas" {
+    if ops::openblas_available() {
         variants.push("custom+openblas");
     }
     variants.push("custom+gemm");
-    if args.reference {
+    if args.reference && em.is_none() {
         variants.push("candle");
     }
     // (variant, row) -> per-round timings; FLOPs per row, in row order.
     let mut timings: BTreeMap<(&str, String), Vec<RoundTiming>> = BTreeMap::new();
     let mut flops: Vec<(String, f64)> = Vec::new();
+    let mut libraries: BTreeMap<&str, String> = BTreeMap::new();
     for round in 1..=args.rounds.max(1) {
-        let pytorch = match &args.python {
-            Some(python) => run_pytorch(&args, python)?,
-            None => BTreeMap::new(),
+        let pytorch = match (&args.python, &em) {
+            (Some(python), None) => run_pytorch(&args, python)?,
+            (Some(python), Some((profile, _, _))) => {
+                BTreeMap::from([(EM_ROW.to_string(), run_probe(&args, python, profile)?)])
+            }
+            (None, _) => BTreeMap::new(),
         };
         for &variant in &variants {
             ops::use_reference_ops(variant == "candle");
-            ops::use_gemm_crate(variant == "custom+gemm");
-            for (name, ms, f) in time_rows(&args, &profile)? {
+            ops::use_products(Some(match variant {
+                "custom+openblas" => ops::Products::OpenBlas,
+                _ => ops::Products::GemmCrate,
+            }));
+            libraries.insert(variant, ops::gemm_library());
+            let rows = match &em {
+                Some((profile, train, test)) => vec![(
+                    EM_ROW.to_string(),
+                    time_em_iteration(&args, profile, train, test)?,
+                    f64::NAN,
+                )],
+                None => time_rows(&args, &profile)?,
+            };
+            for (name, ms, f) in rows {
                 let py = pytorch.get(&name).copied();
                 let py_text = py.map_or("-".to_string(), |p| format!("{p:.1} ms"));
                 eprintln!(
@@ -210,7 +332,7 @@ fn main() -> Result<()> {
         }
     }
     ops::use_reference_ops(false);
-    ops::use_gemm_crate(false);
+    ops::use_products(None);
 
     println!(
         "{:<20} {:>16} {:>9} {:>9} {:>11} {:>7} {:>13}",
@@ -218,10 +340,10 @@ fn main() -> Result<()> {
     );
     let host = experiments::provenance::Provenance::of_this_process();
     println!(
-        "host: {}, {}, {}, {} threads",
-        host.cpu_model, host.vector_isa, host.product_library, host.threads
+        "host: {}, {}, {} threads, products by default: {}",
+        host.cpu_model, host.vector_isa, host.threads, host.product_library
     );
-    let mut csv = CsvOut::create(&args.out)?;
+    let mut measured = Vec::new();
     for &variant in &variants {
         for (name, f) in &flops {
             let per_round = &timings[&(variant, name.clone())];
@@ -233,18 +355,23 @@ fn main() -> Result<()> {
                 .collect();
             let row = Row {
                 name: name.clone(),
-                kernels: variant,
-                width: args.width,
+                kernels: variant.to_string(),
+                width,
+                generator_fc_hidden: if em.is_some() {
+                    0
+                } else {
+                    args.generator_fc_hidden
+                },
                 rounds: per_round.len(),
                 ours_ms,
-                gflops: f / ours_ms / 1e6,
+                gflops: (!f.is_nan()).then(|| f / ours_ms / 1e6),
                 pytorch_ms: (!pytorch.is_empty()).then(|| median(&mut pytorch)),
                 ratio: (!ratios.is_empty()).then(|| median(&mut ratios)),
                 ratio_min: ratios.first().copied(),
                 ratio_max: ratios.last().copied(),
                 cpu_model: host.cpu_model.clone(),
                 vector_isa: host.vector_isa.clone(),
-                product_library: host.product_library.clone(),
+                product_library: libraries[variant].clone(),
                 threads: host.threads,
             };
             let fmt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
@@ -253,18 +380,37 @@ fn main() -> Result<()> {
                 _ => "-".to_string(),
             };
             println!(
-                "{:<20} {:>16} {:>9.1} {:>9.1} {:>11} {:>7} {:>13}",
+                "{:<20} {:>16} {:>9.1} {:>9} {:>11} {:>7} {:>13}",
                 row.name,
                 row.kernels,
                 row.ours_ms,
-                row.gflops,
+                fmt(row.gflops, 1),
                 fmt(row.pytorch_ms, 1),
                 fmt(row.ratio, 2),
                 range
             );
-            csv.row(&row)?;
+            measured.push(row);
         }
+    }
+    let same = |a: &Row, b: &Row| {
+        (&a.name, &a.kernels, a.width, a.generator_fc_hidden)
+            == (&b.name, &b.kernels, b.width, b.generator_fc_hidden)
+    };
+    let mut rows: Vec<Row> = if args.append && args.out.exists() {
+        experiments::read_rows(&args.out)
+            .with_context(|| format!("keeping the rows of {} (--append)", args.out.display()))?
+    } else {
+        Vec::new()
+    };
+    rows.retain(|old| !measured.iter().any(|new| same(old, new)));
+    rows.extend(measured);
+    let mut csv = CsvOut::create(&args.out)?;
+    for row in &rows {
+        csv.row(row)?;
     }
     println!("wrote {}", csv.finish()?.display());
     Ok(())
 }
+
+/// The row of `--em-iteration`.
+const EM_ROW: &str = "em_iteration_fast";

@@ -1,10 +1,14 @@
 //! Matrix products on CPU slices, reading transposed operands in place, and the fully
 //! connected layer's op.
 //!
-//! Products run through OpenBLAS when the system has it (loaded at run time, so nothing is
-//! needed to build), and otherwise through the `gemm` crate, the one candle's CPU backend
-//! uses. On this project's 2-core AMD machine OpenBLAS is 10-40 % faster on the networks'
-//! small-batch shapes (64 x 2304 by 2304 x 1024, say); `GANEM_GEMM=gemm` forces the crate.
+//! Two libraries can compute the products: the system's OpenBLAS (loaded at run time, so
+//! nothing is needed to build) and the `gemm` crate, the one candle's CPU backend uses, built
+//! with its AVX-512 kernels. Which one serves a process is decided once, by `Products::pick`:
+//! OpenBLAS where its kernel uses the widest vector ISA the CPU has (on an AVX2 host it is
+//! 10-40 % faster than the crate on the networks' batch-64 shapes), the crate where the CPU
+//! has AVX-512 and OpenBLAS runs narrower kernels (hosts whose environment pins
+//! `OPENBLAS_CORETYPE=Haswell`, or an OpenBLAS older than the CPU; there the crate is 1.4-1.8x
+//! faster). `GANEM_GEMM=openblas|gemm` overrides the choice.
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -102,7 +106,7 @@ fn openblas() -> Option<&'static OpenBlas> {
     static OPENBLAS: OnceLock<Option<OpenBlas>> = OnceLock::new();
     OPENBLAS
         .get_or_init(|| {
-            if std::env::var("GANEM_GEMM").is_ok_and(|v| v == "gemm") {
+            if requested_products() == Some(Products::GemmCrate) {
                 return None;
             }
             ["libopenblas.so.0", "libopenblas.so", "libopenblas.dylib"]
@@ -137,26 +141,110 @@ fn openblas() -> Option<&'static OpenBlas> {
         .as_ref()
 }
 
-thread_local! {
-    static CRATE_ONLY: Cell<bool> = const { Cell::new(false) };
+/// The library that computes the matrix products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Products {
+    /// The system's OpenBLAS, with the kernel it chose for this CPU.
+    OpenBlas,
+    /// The `gemm` crate, whose kernels follow the CPU's features at run time (AVX-512 too).
+    GemmCrate,
 }
 
-/// Makes the matrix products that this thread starts use the `gemm` crate even where
-/// OpenBLAS is loaded, so that a benchmark can measure both in one run.
-pub fn use_gemm_crate(on: bool) {
-    CRATE_ONLY.with(|c| c.set(on));
+impl Products {
+    /// The library for a CPU with (or without) AVX-512 given OpenBLAS's kernel name (`None`
+    /// when OpenBLAS is absent): OpenBLAS unless it would leave the CPU's widest vectors
+    /// unused.
+    pub fn pick(cpu_has_avx512: bool, openblas_core: Option<&str>) -> Products {
+        match openblas_core {
+            None => Products::GemmCrate,
+            Some(core) if cpu_has_avx512 && !is_avx512_core(core) => Products::GemmCrate,
+            Some(_) => Products::OpenBlas,
+        }
+    }
+}
+
+/// OpenBLAS's kernels that use AVX-512 (its names for Skylake-X and later Intel cores; it
+/// runs Zen 4 and 5 on these too).
+fn is_avx512_core(core: &str) -> bool {
+    ["skylakex", "cooperlake", "sapphirerapids"]
+        .iter()
+        .any(|name| core.eq_ignore_ascii_case(name))
+}
+
+/// `GANEM_GEMM` as set: `openblas`, `gemm`, or nothing (an unknown value is reported once
+/// and ignored).
+fn requested_products() -> Option<Products> {
+    static REQUESTED: OnceLock<Option<Products>> = OnceLock::new();
+    *REQUESTED.get_or_init(|| match std::env::var("GANEM_GEMM").as_deref() {
+        Ok("openblas") => Some(Products::OpenBlas),
+        Ok("gemm") => Some(Products::GemmCrate),
+        Ok(other) => {
+            eprintln!("GANEM_GEMM={other} is neither `openblas` nor `gemm`; ignored");
+            None
+        }
+        Err(_) => None,
+    })
+}
+
+fn cpu_has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The library serving this process's products unless a thread overrides it: `GANEM_GEMM`
+/// where set (OpenBLAS only where it loads), `Products::pick` otherwise.
+fn default_products() -> Products {
+    static DEFAULT: OnceLock<Products> = OnceLock::new();
+    *DEFAULT.get_or_init(|| {
+        let core = openblas().map(|o| o.core.as_str());
+        match (requested_products(), core) {
+            (Some(Products::OpenBlas), Some(_)) => Products::OpenBlas,
+            (Some(_), _) => Products::GemmCrate,
+            (None, core) => Products::pick(cpu_has_avx512(), core),
+        }
+    })
+}
+
+thread_local! {
+    static THREAD_PRODUCTS: Cell<Option<Products>> = const { Cell::new(None) };
+}
+
+/// Makes the matrix products that this thread starts use `library` (`None`: the process's
+/// default), so that a benchmark can measure both in one run. OpenBLAS falls back to the
+/// crate where it is not loaded.
+pub fn use_products(library: Option<Products>) {
+    THREAD_PRODUCTS.with(|c| c.set(library));
 }
 
 /// OpenBLAS, if it serves the products this thread starts.
 fn active_openblas() -> Option<&'static OpenBlas> {
-    openblas().filter(|_| !CRATE_ONLY.with(Cell::get))
+    match THREAD_PRODUCTS
+        .with(Cell::get)
+        .unwrap_or_else(default_products)
+    {
+        Products::OpenBlas => openblas(),
+        Products::GemmCrate => None,
+    }
+}
+
+/// Whether OpenBLAS could serve the products (it is installed and not switched off).
+pub fn openblas_available() -> bool {
+    openblas().is_some()
 }
 
 /// The library computing the matrix products this thread starts and its kernel:
-/// `"openblas (Zen)"`, say, or `"gemm"` (the crate picks its kernel by CPU feature at run time).
+/// `"openblas (Zen)"`, say, or `"gemm (AVX-512)"` (the crate picks its kernel by CPU feature
+/// at run time).
 pub fn gemm_library() -> String {
     match active_openblas() {
         Some(o) => format!("openblas ({})", o.core),
+        None if cpu_has_avx512() => "gemm (AVX-512)".into(),
         None => "gemm".into(),
     }
 }
@@ -378,6 +466,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn products_use_the_widest_kernels_the_cpu_has() {
+        use Products::*;
+        // AVX-512 CPU: OpenBLAS only with an AVX-512 kernel.
+        assert_eq!(Products::pick(true, Some("Haswell")), GemmCrate);
+        assert_eq!(Products::pick(true, Some("Zen")), GemmCrate);
+        assert_eq!(Products::pick(true, Some("SkylakeX")), OpenBlas);
+        assert_eq!(Products::pick(true, Some("COOPERLAKE")), OpenBlas);
+        // AVX2 CPU: OpenBLAS whatever its kernel; no OpenBLAS: the crate.
+        assert_eq!(Products::pick(false, Some("Haswell")), OpenBlas);
+        assert_eq!(Products::pick(false, Some("Zen")), OpenBlas);
+        assert_eq!(Products::pick(false, None), GemmCrate);
+        assert_eq!(Products::pick(true, None), GemmCrate);
+    }
+
+    #[test]
+    fn a_thread_can_override_the_library() {
+        use_products(Some(Products::GemmCrate));
+        assert_eq!(gemm_backend(), "gemm");
+        assert!(gemm_library().starts_with("gemm"));
+        use_products(Some(Products::OpenBlas));
+        let expected = if openblas_available() {
+            "openblas"
+        } else {
+            "gemm"
+        };
+        assert_eq!(gemm_backend(), expected);
+        use_products(None);
     }
 
     #[test]

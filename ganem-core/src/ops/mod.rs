@@ -20,7 +20,7 @@ use candle_core::{CpuStorage, Device, Layout, Result, Storage, Tensor};
 pub use activation::LeakyRelu;
 pub use batch_norm::{BatchNormOp, BatchStatistics};
 pub use conv::{Conv2dOp, ConvTranspose2dOp, PatchGeometry};
-pub use gemm::{gemm_backend, gemm_library, use_gemm_crate, MatMulOp};
+pub use gemm::{gemm_backend, gemm_library, openblas_available, use_products, MatMulOp, Products};
 
 thread_local! {
     static REFERENCE_ONLY: Cell<bool> = const { Cell::new(false) };
