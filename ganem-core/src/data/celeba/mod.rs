@@ -4,6 +4,8 @@
 //! the DCGAN way: the central 140 x 140 of a 178 x 218 face, scaled down; the box is taken in
 //! proportion, so half-size copies (89 x 109) land on the same pixels.
 
+mod selection;
+
 use std::path::Path;
 
 use candle_core::Device;
@@ -12,6 +14,8 @@ use polars::prelude::*;
 use super::{dataset_dir, DataLocation, ImageSet};
 use crate::error::{Error, Result};
 use crate::nets::ImageShape;
+
+pub use selection::{purity, select_for_attribute, AttributeSelection, HELD_OUT_EVERY};
 
 pub const SHAPE: ImageShape = ImageShape {
     height: 64,
@@ -94,6 +98,11 @@ impl Celeba {
             .map(|a| a[attribute] as usize)
             .collect();
         Ok(set)
+    }
+
+    /// The faces of `attribute`'s experiment (App. B.3), see [`select_for_attribute`].
+    pub fn select_for(&self, attribute: usize, cap_per_value: usize) -> Result<AttributeSelection> {
+        select_for_attribute(&self.attributes, attribute, cap_per_value)
     }
 
     /// The index of an attribute by its name in `list_attr_celeba.txt`.
@@ -409,5 +418,18 @@ mod tests {
             (5860, 945, 12345)
         );
         assert_eq!(data.ids[0], "000001.jpg");
+        // Eyeglasses: all 945 wearers and 945 others, purer than the first 945 by position.
+        let glasses = Celeba::attribute_index("Eyeglasses").unwrap();
+        let s = data.select_for(glasses, 0).unwrap();
+        assert_eq!(
+            (s.per_value, s.train.len(), s.held_out.len()),
+            (945, 1512, 378)
+        );
+        let others: Vec<usize> = (0..data.faces.len())
+            .filter(|&i| !data.attributes[i][glasses])
+            .take(945)
+            .chain((0..data.faces.len()).filter(|&i| data.attributes[i][glasses]))
+            .collect();
+        assert!(s.purity > purity(&data.attributes, &others, glasses));
     }
 }
