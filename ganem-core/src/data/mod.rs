@@ -179,6 +179,42 @@ pub(crate) fn dataset_dir(dir: &Path, name: &str) -> PathBuf {
     }
 }
 
+/// Test helpers shared by the parquet loaders' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::{Path, PathBuf};
+
+    /// `name` inside a temporary folder of this test process for `loader`.
+    pub fn temp(loader: &str, name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ganem-{loader}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    /// Each `(file, expected)`, written by `write`, must be refused by `read` with an error
+    /// naming the file and saying `expected`; so must a file that is no parquet.
+    pub fn assert_refused<T, E: std::fmt::Display>(
+        loader: &str,
+        cases: Vec<(&str, &str)>,
+        mut write: impl FnMut(&Path, usize),
+        read: impl Fn(&Path) -> Result<T, E>,
+    ) {
+        for (case, (name, expected)) in cases.into_iter().enumerate() {
+            let path = temp(loader, name);
+            write(&path, case);
+            let err = read(&path).err().expect("refused").to_string();
+            assert!(err.contains(name) && err.contains(expected), "{err}");
+        }
+        let corrupt = temp(loader, "corrupt.parquet");
+        std::fs::write(&corrupt, b"PAR1 not really").unwrap();
+        let err = read(&corrupt).err().expect("refused").to_string();
+        assert!(
+            err.contains("corrupt.parquet") && err.contains("not a readable parquet"),
+            "{err}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -235,9 +235,7 @@ mod tests {
     }
 
     fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("ganem-svhn-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
+        super::super::testing::temp("svhn", name)
     }
 
     #[test]
@@ -292,22 +290,11 @@ mod tests {
             ),
             ("null.parquet", vec![None], vec![1], "row 0: no image bytes"),
         ];
-        for (name, pngs, labels, expected) in cases {
-            let path = temp(name);
-            write(&path, pngs, labels);
-            let err = read_parquet(&path, &Device::Cpu).err().unwrap().to_string();
-            assert!(err.contains(name) && err.contains(expected), "{err}");
-        }
-
-        let corrupt = temp("corrupt.parquet");
-        std::fs::write(&corrupt, b"PAR1 not really").unwrap();
-        let err = read_parquet(&corrupt, &Device::Cpu)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains("corrupt.parquet") && err.contains("not a readable parquet"),
-            "{err}"
+        super::super::testing::assert_refused(
+            "svhn",
+            cases.iter().map(|c| (c.0, c.3)).collect(),
+            |path, i| write(path, cases[i].1.clone(), cases[i].2.clone()),
+            |path| read_parquet(path, &Device::Cpu),
         );
 
         let missing = temp("nolabel.parquet");

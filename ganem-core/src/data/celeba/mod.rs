@@ -332,9 +332,7 @@ mod tests {
     }
 
     fn temp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("ganem-celeba-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
+        super::super::testing::temp("celeba", name)
     }
 
     #[test]
@@ -382,19 +380,12 @@ mod tests {
                 "no column 'Smiling'",
             ),
         ];
-        for (name, jpegs, drop, expected) in cases {
-            let path = temp(name);
-            write(&path, jpegs, drop);
-            let err = read_parquet(&path, &Device::Cpu).err().unwrap().to_string();
-            assert!(err.contains(name) && err.contains(expected), "{err}");
-        }
-        let corrupt = temp("corrupt.parquet");
-        std::fs::write(&corrupt, b"PAR1 not really").unwrap();
-        let err = read_parquet(&corrupt, &Device::Cpu)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("not a readable parquet"), "{err}");
+        super::super::testing::assert_refused(
+            "celeba",
+            cases.iter().map(|c| (c.0, c.3)).collect(),
+            |path, i| write(path, cases[i].1.clone(), cases[i].2),
+            |path| read_parquet(path, &Device::Cpu),
+        );
         std::fs::remove_dir_all(good.parent().unwrap()).unwrap();
     }
 
