@@ -179,6 +179,59 @@ pub(crate) fn dataset_dir(dir: &Path, name: &str) -> PathBuf {
     }
 }
 
+/// A parquet file of images in the Hub's layout (a struct column `image` whose `bytes` hold
+/// an encoded image), read whole: every problem names the file.
+pub(crate) struct ParquetImages<'a> {
+    path: &'a Path,
+    frame: polars::prelude::DataFrame,
+}
+
+impl<'a> ParquetImages<'a> {
+    pub(crate) fn read(path: &'a Path) -> Result<Self> {
+        use polars::prelude::SerReader;
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let frame = polars::prelude::ParquetReader::new(file)
+            .finish()
+            .map_err(|e| Error::bad_file(path, format!("not a readable parquet file: {e}")))?;
+        Ok(Self { path, frame })
+    }
+
+    /// An error about this file.
+    pub(crate) fn bad(&self, problem: String) -> Error {
+        Error::bad_file(self.path, problem)
+    }
+
+    pub(crate) fn column(&self, name: &str) -> Result<polars::prelude::Series> {
+        self.frame
+            .column(name)
+            .map(|c| c.as_materialized_series().clone())
+            .map_err(|_| {
+                self.bad(format!(
+                    "no column '{name}' (columns: {:?})",
+                    self.frame.get_column_names()
+                ))
+            })
+    }
+
+    /// The encoded images (`format` names what they should be, for the errors).
+    pub(crate) fn image_bytes(&self, format: &str) -> Result<polars::prelude::BinaryChunked> {
+        let images = self.column("image")?;
+        let bytes = images
+            .struct_()
+            .map_err(|e| {
+                self.bad(format!(
+                    "column 'image' is not a struct with {format} bytes: {e}"
+                ))
+            })?
+            .field_by_name("bytes")
+            .map_err(|e| self.bad(format!("column 'image' has no field 'bytes': {e}")))?;
+        Ok(bytes
+            .binary()
+            .map_err(|e| self.bad(format!("image.bytes is not binary: {e}")))?
+            .clone())
+    }
+}
+
 /// Test helpers shared by the parquet loaders' tests.
 #[cfg(test)]
 pub(crate) mod testing {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use polars::prelude::*;
 
-use super::{dataset_dir, DataLocation, ImageSet};
+use super::{dataset_dir, DataLocation, ImageSet, ParquetImages};
 use crate::error::{Error, Result};
 use crate::nets::ImageShape;
 
@@ -99,35 +99,11 @@ pub fn load(location: &DataLocation, device: &Device) -> Result<SvhnData> {
 
 /// Reads one parquet file of SVHN images; every problem names the file and the row.
 pub fn read_parquet(path: &Path, device: &Device) -> Result<ImageSet> {
-    let bad = |problem: String| Error::bad_file(path, problem);
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let frame = ParquetReader::new(file)
-        .finish()
-        .map_err(|e| bad(format!("not a readable parquet file: {e}")))?;
-    let column = |name: &str| {
-        frame.column(name).map_err(|_| {
-            bad(format!(
-                "no column '{name}' (columns: {:?})",
-                frame.get_column_names()
-            ))
-        })
-    };
-    let images = column("image")?
-        .as_materialized_series()
-        .struct_()
-        .map_err(|e| {
-            bad(format!(
-                "column 'image' is not a struct with PNG bytes: {e}"
-            ))
-        })?
-        .field_by_name("bytes")
-        .map_err(|e| bad(format!("column 'image' has no field 'bytes': {e}")))?;
-    let images = images
-        .binary()
-        .map_err(|e| bad(format!("image.bytes is not binary: {e}")))?
-        .clone();
-    let labels = column("label")?
-        .as_materialized_series()
+    let file = ParquetImages::read(path)?;
+    let bad = |problem: String| file.bad(problem);
+    let images = file.image_bytes("PNG")?;
+    let labels = file
+        .column("label")?
         .cast(&DataType::Int64)
         .map_err(|e| bad(format!("column 'label' is not an integer: {e}")))?;
     let labels = labels.i64().map_err(|e| bad(e.to_string()))?.clone();

@@ -9,9 +9,8 @@ mod selection;
 use std::path::Path;
 
 use candle_core::Device;
-use polars::prelude::*;
 
-use super::{dataset_dir, DataLocation, ImageSet};
+use super::{dataset_dir, DataLocation, ImageSet, ParquetImages};
 use crate::error::{Error, Result};
 use crate::nets::ImageShape;
 
@@ -140,36 +139,10 @@ pub fn load(location: &DataLocation, device: &Device) -> Result<Celeba> {
 
 /// Reads a CelebA parquet file; every problem names the file and the row.
 pub fn read_parquet(path: &Path, device: &Device) -> Result<Celeba> {
-    let bad = |problem: String| Error::bad_file(path, problem);
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let frame = ParquetReader::new(file)
-        .finish()
-        .map_err(|e| bad(format!("not a readable parquet file: {e}")))?;
-    let column = |name: &str| {
-        frame
-            .column(name)
-            .map(|c| c.as_materialized_series().clone())
-            .map_err(|_| {
-                bad(format!(
-                    "no column '{name}' (columns: {:?})",
-                    frame.get_column_names()
-                ))
-            })
-    };
-    let images = column("image")?;
-    let images = images
-        .struct_()
-        .map_err(|e| {
-            bad(format!(
-                "column 'image' is not a struct with JPEG bytes: {e}"
-            ))
-        })?
-        .field_by_name("bytes")
-        .map_err(|e| bad(format!("column 'image' has no field 'bytes': {e}")))?;
-    let images = images
-        .binary()
-        .map_err(|e| bad(format!("image.bytes is not binary: {e}")))?
-        .clone();
+    let file = ParquetImages::read(path)?;
+    let bad = |problem: String| file.bad(problem);
+    let column = |name: &str| file.column(name);
+    let images = file.image_bytes("JPEG")?;
     let ids = column("image_id")?;
     let ids: Vec<Option<String>> = ids
         .str()
@@ -287,6 +260,7 @@ fn crop_to_64(face: &image::RgbImage, out: &mut [u8]) -> std::result::Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use polars::prelude::*;
 
     /// A face of `w` x `h` whose central crop is red and whose border is blue.
     fn jpeg(w: u32, h: u32) -> Vec<u8> {
