@@ -22,7 +22,8 @@ struct Args {
     /// Folder of the runs' results and of the ablation table.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Override the file's seeds, e.g. `1,2,3`.
+    /// Run these seeds instead of the file's, e.g. `3` to add a third seed; the table covers
+    /// the file's seeds and these.
     #[arg(long)]
     seeds: Option<String>,
     /// Only write the table from the runs that exist; start none.
@@ -92,7 +93,11 @@ fn main() -> Result<()> {
         args.config.display()
     );
     let seeds = parse_seeds(args.seeds.as_deref().unwrap_or(&ablation.seeds))?;
-    let seed_list = seeds
+    let mut table_seeds = parse_seeds(&ablation.seeds)?;
+    table_seeds.extend(&seeds);
+    table_seeds.sort_unstable();
+    table_seeds.dedup();
+    let seed_list = table_seeds
         .iter()
         .map(u64::to_string)
         .collect::<Vec<_>>()
@@ -147,7 +152,7 @@ fn main() -> Result<()> {
                 eprintln!("{}: mnist-cluster exited with {status}", variant.name);
             }
         }
-        let found: Vec<(u64, RunRow)> = seeds
+        let found: Vec<(u64, RunRow)> = table_seeds
             .iter()
             .filter_map(|&s| {
                 row_at(&args.out, &label, ablation.k, s, ablation.iterations).map(|r| (s, r))
