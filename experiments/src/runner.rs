@@ -314,8 +314,17 @@ impl Experiment<'_> {
         prepare(&mut model, seed)?;
         let mut rows: Vec<R> = Vec::new();
         if args.resume {
+            // A run recorded before a setting was added stored the fingerprint of its time in
+            // its checkpoint; its record shows it is the same recipe.
+            let mut saved_as = identity.clone();
+            if record_path.exists() {
+                let record = RunRecord::read(&record_path)?;
+                if record.is_run(&identity) {
+                    saved_as.profile_hash = record.identity.profile_hash;
+                }
+            }
             model
-                .resume(&checkpoints, &identity, self.train)
+                .resume(&checkpoints, &saved_as, self.train)
                 .with_context(|| format!("resuming from {}", checkpoints.display()))?;
             // An interrupted run's rows are in the partial file; a finished run's in the CSV.
             let partial = CsvOut::partial_path(&csv_path);

@@ -111,3 +111,73 @@ fn a_run_whose_losses_explode_stops_as_diverged() {
         "{files:?}"
     );
 }
+
+/// A finished run whose checkpoint and record carry the fingerprint an earlier version gave
+/// the same recipe is extended by `--resume --iterations N`; a checkpoint whose record is of
+/// another recipe is refused.
+#[test]
+fn a_run_recorded_by_an_earlier_version_can_be_extended() {
+    let Some(data) = data_dir() else {
+        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("ganem-cli-extend-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cluster = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mnist-cluster"))
+            .current_dir(&dir)
+            .env("RUST_BACKTRACE", "0")
+            .args(["--profile", "ci", "--set", "data.train_subset=1000"])
+            .args([
+                "--set",
+                "data.test_subset=500",
+                "--set",
+                "em.e_step_iterations=5",
+            ])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = cluster(&["--iterations", "1"]);
+    assert!(ok, "{text}");
+    let checkpoint = std::fs::read_dir(dir.join("checkpoints"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("state.json");
+    let record = std::fs::read_dir(dir.join("results"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let rehash = |path: &Path, hash: &str| {
+        let mut value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        value["identity"]["profile_hash"] = hash.into();
+        std::fs::write(path, value.to_string()).unwrap();
+    };
+    rehash(&checkpoint, "0123456789abcdef");
+    rehash(&record, "0123456789abcdef");
+    let (ok, text) = cluster(&["--iterations", "2", "--resume"]);
+    assert!(ok && text.contains("resumed at EM iteration 1"), "{text}");
+    // Now a checkpoint of the earlier fingerprint whose record is of another recipe.
+    rehash(&checkpoint, "0123456789abcdef");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    value["settings"]["em"]["batch_size"] = 32.into();
+    std::fs::write(&record, value.to_string()).unwrap();
+    let (ok, text) = cluster(&["--iterations", "3", "--resume"]);
+    assert!(
+        !ok && text.contains("the checkpoint belongs to another run"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
