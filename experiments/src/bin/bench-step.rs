@@ -6,7 +6,7 @@
 //! PyTorch) in every round, prints the ratio ours / PyTorch per row and writes everything to
 //! results/bench_step.csv.
 //!
-//! With `--em-iteration` it also times one whole EM iteration of the `fast` clustering profile
+//! With `--em-iteration` it times instead one whole EM iteration of the `fast` clustering profile
 //! on MNIST beside the PyTorch reference (`../shared/reference/ganem_probe.py`, `--em 1`) at
 //! the same recipe, so that the end-to-end cost is on the table.
 
