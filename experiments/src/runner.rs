@@ -105,6 +105,8 @@ pub trait IterationRow: Serialize + DeserializeOwned {
     fn scores(&self) -> FinalScores;
     /// The line printed after the iteration.
     fn describe(&self) -> String;
+    /// The training part of that line, see [`describe_training`].
+    fn training(&self) -> String;
 }
 
 /// The part of an iteration's console line every experiment shares: the class prior's range,
@@ -148,6 +150,17 @@ macro_rules! iteration_row_columns {
                 nmi: self.nmi,
                 ari: self.ari,
             }
+        }
+        fn training(&self) -> String {
+            $crate::runner::describe_training(
+                (self.phi_min, self.phi_max),
+                self.loss_d,
+                self.loss_g,
+                self.loss_e,
+                self.sample_spread,
+                self.status,
+                self.seconds,
+            )
         }
     };
 }

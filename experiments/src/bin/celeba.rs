@@ -67,15 +67,7 @@ impl IterationRow for Row {
             self.faces,
             self.nmi,
             self.labelled_error,
-            experiments::runner::describe_training(
-                (self.phi_min, self.phi_max),
-                self.loss_d,
-                self.loss_g,
-                self.loss_e,
-                self.sample_spread,
-                self.status,
-                self.seconds
-            ),
+            self.training(),
         )
     }
 }

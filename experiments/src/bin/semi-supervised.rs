@@ -78,15 +78,7 @@ impl IterationRow for Row {
             self.labelled_error,
             self.labelled_updates,
             self.nmi,
-            experiments::runner::describe_training(
-                (self.phi_min, self.phi_max),
-                self.loss_d,
-                self.loss_g,
-                self.loss_e,
-                self.sample_spread,
-                self.status,
-                self.seconds
-            ),
+            self.training(),
         )
     }
 }
