@@ -320,9 +320,48 @@ pub fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> 
         .collect()
 }
 
+/// Rewrites the CSV at `path` with the earlier rows that `same` pairs with none of `rows`,
+/// then `rows`, atomically ([`report::write_rows`]), so that several runs (or an
+/// interrupted sweep) add to one table without a broken file.
+pub fn merge_rows<T: serde::Serialize + serde::de::DeserializeOwned>(
+    path: &Path,
+    rows: Vec<T>,
+    same: impl Fn(&T, &T) -> bool,
+) -> Result<()> {
+    let mut all: Vec<T> = if path.exists() {
+        read_rows(path)
+            .with_context(|| format!("keeping the earlier rows of {}", path.display()))?
+    } else {
+        Vec::new()
+    };
+    all.retain(|old| !rows.iter().any(|new| same(old, new)));
+    all.extend(rows);
+    report::write_rows(path, &all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_rows_replace_their_earlier_selves_and_keep_the_rest() {
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        struct Row {
+            name: String,
+            value: u32,
+        }
+        let row = |name: &str, value| Row {
+            name: name.into(),
+            value,
+        };
+        let path = std::env::temp_dir().join(format!("ganem-merge-{}.csv", std::process::id()));
+        let same = |a: &Row, b: &Row| a.name == b.name;
+        merge_rows(&path, vec![row("a", 1), row("b", 2)], same).unwrap();
+        merge_rows(&path, vec![row("b", 3)], same).unwrap();
+        let rows: Vec<Row> = read_rows(&path).unwrap();
+        assert_eq!(rows, vec![row("a", 1), row("b", 3)]);
+        std::fs::remove_file(&path).unwrap();
+    }
 
     /// Settings added later stay out of the fingerprint while off, so that the checkpoints of
     /// runs filed before them still resume (their records under results/ hold these hashes,

@@ -18,7 +18,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use clap::Parser;
-use experiments::{load_profile, CsvOut};
+use experiments::load_profile;
 use ganem_core::config::Profile;
 use ganem_core::data::{mnist, ImageSet};
 use ganem_core::em::{GanEm, Silent};
@@ -396,19 +396,12 @@ fn main() -> Result<()> {
         (&a.name, &a.kernels, a.width, a.generator_fc_hidden)
             == (&b.name, &b.kernels, b.width, b.generator_fc_hidden)
     };
-    let mut rows: Vec<Row> = if args.append && args.out.exists() {
-        experiments::read_rows(&args.out)
-            .with_context(|| format!("keeping the rows of {} (--append)", args.out.display()))?
+    if args.append {
+        experiments::merge_rows(&args.out, measured, same)?;
     } else {
-        Vec::new()
-    };
-    rows.retain(|old| !measured.iter().any(|new| same(old, new)));
-    rows.extend(measured);
-    let mut csv = CsvOut::create(&args.out)?;
-    for row in &rows {
-        csv.row(row)?;
+        experiments::report::write_rows(&args.out, &measured)?;
     }
-    println!("wrote {}", csv.finish()?.display());
+    println!("wrote {}", args.out.display());
     Ok(())
 }
 

@@ -104,29 +104,6 @@ struct AttributeRow {
     seed: u64,
 }
 
-/// Rewrites `path` with `rows` replacing earlier rows of the same attribute, labels, profile
-/// and seed; the file is written under a temporary name and renamed into place.
-fn merge_attribute_rows(path: &std::path::Path, rows: Vec<AttributeRow>) -> Result<()> {
-    let mut all: Vec<AttributeRow> = if path.exists() {
-        experiments::read_rows(path)?
-    } else {
-        Vec::new()
-    };
-    let key = |r: &AttributeRow| (r.attribute.clone(), r.labels, r.profile.clone(), r.seed);
-    all.retain(|old| !rows.iter().any(|new| key(new) == key(old)));
-    all.extend(rows);
-    all.sort_by_key(|r| {
-        let index = ATTRIBUTES.iter().position(|a| *a == r.attribute);
-        (index, r.labels, r.profile.clone(), r.seed)
-    });
-    let mut csv = experiments::CsvOut::create(path)?;
-    for row in &all {
-        csv.row(row)?;
-    }
-    csv.finish()?;
-    Ok(())
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     let common = &args.common;
@@ -257,7 +234,11 @@ fn main() -> Result<()> {
                 seed,
             });
         }
-        merge_attribute_rows(&common.out.join("celeba_attributes.csv"), rows)?;
+        let same = |a: &AttributeRow, b: &AttributeRow| {
+            (&a.attribute, a.labels, &a.profile, a.seed)
+                == (&b.attribute, b.labels, &b.profile, b.seed)
+        };
+        experiments::merge_rows(&common.out.join("celeba_attributes.csv"), rows, same)?;
     }
     anyhow::ensure!(failed.is_empty(), "runs failed for {}", failed.join(", "));
     Ok(())
