@@ -163,6 +163,14 @@ pub fn profile_subsets(
     profile: &Profile,
 ) -> Result<(ganem_core::data::ImageSet, ganem_core::data::ImageSet)> {
     profile.validate_data(train.len(), test.len())?;
+    let side = train.shape.height;
+    let asked = profile.data.image_size;
+    anyhow::ensure!(
+        asked == 0 || asked == side,
+        "data.image_size = {asked} does not fit these images: they are {side} x {} and only \
+         CelebA's faces are rescaled (leave it out, or 0)",
+        train.shape.width
+    );
     let subset = |set: &ganem_core::data::ImageSet, n: usize| -> Result<_> {
         Ok(if n == 0 {
             set.clone()

@@ -49,8 +49,9 @@ fn bad_settings_fail_naming_the_setting_and_write_nothing() {
         eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
         return;
     }
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--iterations", "0"], "em.iterations = 0"),
+        (&["--set", "data.image_size=32"], "data.image_size = 32"),
         (&["--set", "optimizer.lr=-1.0"], "optimizer.lr = -1"),
         (&["--set", "em.lr_decay=1.5"], "em.lr_decay = 1.5"),
         (&["--set", "em.m_step_epochs=nan"], "em.m_step_epochs = NaN"),

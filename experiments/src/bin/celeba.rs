@@ -60,13 +60,16 @@ struct Row {
 impl IterationRow for Row {
     experiments::iteration_row_columns!();
     fn describe(&self) -> String {
+        let labelled = if self.labelled_error.is_nan() {
+            String::new()
+        } else {
+            format!("labelled error {:.3}, ", self.labelled_error)
+        };
         format!(
-            "error {:.4} on {} faces, NMI {:.3}, labelled error {:.3}, \
-             {}",
+            "error {:.4} on {} faces, NMI {:.3}, {labelled}{}",
             self.test_error,
             self.faces,
             self.nmi,
-            self.labelled_error,
             self.training(),
         )
     }
@@ -117,9 +120,13 @@ fn main() -> Result<()> {
     );
     let device = ganem_core::default_device()?;
     let location = data::locate(common.data_dir.as_deref());
-    let data = celeba::load(&location, &device)
+    let side = match profile.data.image_size {
+        0 => celeba::PAPER_SIDE,
+        side => side,
+    };
+    let data = celeba::load(&location, side, &device)
         .with_context(|| format!("loading CelebA from {location:?}"))?;
-    println!("CelebA: {} faces", data.faces.len());
+    println!("CelebA: {} faces, {side} x {side}", data.faces.len());
     let mut failed = Vec::new();
     for attribute in attributes {
         let name = ATTRIBUTES[attribute];
@@ -156,7 +163,7 @@ fn main() -> Result<()> {
             profile: &profile,
             label: &label,
             clusters: 2,
-            image: celeba::SHAPE,
+            image: celeba::shape(side),
             train: &faces,
             device: &device,
         };

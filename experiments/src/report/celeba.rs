@@ -133,8 +133,8 @@ pub fn averages(cells: &[AttributeCell]) -> [(Option<f64>, usize); 2] {
     [mean(|c| c.our_unsupervised), mean(|c| c.our_semi)]
 }
 
-/// Tables 2 and 3 in Markdown.
-pub fn markdown(paper_table2: &Path, cells: &[AttributeCell], profile: &str) -> Result<String> {
+/// The cells of the paper's Table 2: (method, column, error in percent).
+fn read_table2(paper_table2: &Path) -> Result<Vec<(String, String, f64)>> {
     let df = read_csv(paper_table2)?;
     let rows = required(texts(&df, "row")?, "row", paper_table2)?;
     let columns = required(texts(&df, "column")?, "column", paper_table2)?;
@@ -143,6 +143,46 @@ pub fn markdown(paper_table2: &Path, cells: &[AttributeCell], profile: &str) -> 
         "error_percent",
         paper_table2,
     )?;
+    Ok(rows
+        .into_iter()
+        .zip(columns)
+        .zip(errors)
+        .map(|((row, column), error)| (row, column, error))
+        .collect())
+}
+
+/// The rows of `results/celeba_comparison.csv`: every attribute of [`table3`], then the mean
+/// over the attributes (the paper's from its Table 2 GAN-EM row; ours only once all 40
+/// attributes have runs, with how many do in the `runs_*` columns).
+pub fn comparison(paper_table2: &Path, cells: &[AttributeCell]) -> Result<Vec<AttributeCell>> {
+    let table2 = read_table2(paper_table2)?;
+    let paper = |column: &str| {
+        table2
+            .iter()
+            .find(|(row, c, _)| row == "GAN-EM" && c == column)
+            .map(|&(_, _, error)| error)
+    };
+    let [unsupervised, semi] = averages(cells);
+    let mut rows = cells.to_vec();
+    rows.push(AttributeCell {
+        printed: "mean over the 40 attributes (Table 2)".into(),
+        attribute: String::new(),
+        paper_unsupervised: paper("CelebA (unsupervised)"),
+        paper_semi: paper("CelebA (100 labels)"),
+        our_unsupervised: unsupervised.0,
+        our_unsupervised_std: None,
+        runs_unsupervised: unsupervised.1,
+        our_semi: semi.0,
+        our_semi_std: None,
+        runs_semi: semi.1,
+        profile: cells.first().map(|c| c.profile.clone()).unwrap_or_default(),
+    });
+    Ok(rows)
+}
+
+/// Tables 2 and 3 in Markdown.
+pub fn markdown(paper_table2: &Path, cells: &[AttributeCell], profile: &str) -> Result<String> {
+    let table2 = read_table2(paper_table2)?;
     let [unsupervised, semi] = averages(cells);
     let mut md = String::new();
     let _ = writeln!(
@@ -160,16 +200,17 @@ pub fn markdown(paper_table2: &Path, cells: &[AttributeCell], profile: &str) -> 
         "| Method | unsupervised | semi-supervised (100 labels) |\n|---|---|---|"
     );
     let mut methods: Vec<&str> = Vec::new();
-    for r in &rows {
+    for (r, _, _) in &table2 {
         if !methods.contains(&r.as_str()) {
             methods.push(r);
         }
     }
     for method in methods {
         let cell = |column: &str| {
-            (0..rows.len())
-                .find(|&i| rows[i] == method && columns[i] == column)
-                .map_or("-".to_string(), |i| format!("{:.2}", errors[i]))
+            table2
+                .iter()
+                .find(|(r, c, _)| r == method && c == column)
+                .map_or("-".to_string(), |(_, _, error)| format!("{error:.2}"))
         };
         let mut line = format!(
             "| {method} | {} | {} |",
@@ -314,6 +355,17 @@ mod tests {
         let (mean, n) = averages(&cells)[0];
         assert_eq!(n, 40);
         assert!((mean.unwrap() - (39.0 * 40.0 + 20.0) / 40.0).abs() < 1e-9);
+        // The comparison file ends with the means: the paper's Table 2 row beside ours.
+        let rows = comparison(&paper.join("table2_celeba.csv"), &cells).unwrap();
+        assert_eq!(rows.len(), cells.len() + 1);
+        let mean_row = rows.last().unwrap();
+        assert_eq!(mean_row.paper_unsupervised, Some(42.09));
+        assert_eq!(mean_row.paper_semi, Some(28.82));
+        assert_eq!(
+            (mean_row.our_unsupervised, mean_row.runs_unsupervised),
+            (mean, 40)
+        );
+        assert_eq!((mean_row.our_semi, mean_row.runs_semi), (None, 0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

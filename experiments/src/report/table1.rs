@@ -254,8 +254,20 @@ pub fn table1_markdown(paper: &[PaperCell], cells: &[ComparedCell], profile: &st
         let k = c.k.map(|k| format!(", K = {k}")).unwrap_or_default();
         let what = format!("{} {}{k}", c.method, c.column);
         let sentence = match (c.our_error, c.difference) {
-            (Some(e), Some(d)) if d.abs() <= c.paper_std.unwrap_or(0.0) + c.our_std.unwrap_or(0.0) => {
-                format!("- {what}: ours {e:.2} % matches the paper's {:.2} % within the spread of the two.", c.paper_error)
+            (Some(e), Some(d)) if d.abs() <= c.paper_std.unwrap_or(0.0) => format!(
+                "- {what}: ours {e:.2} % matches the paper's {:.2} % within its spread.",
+                c.paper_error
+            ),
+            (Some(e), Some(d))
+                if d.abs() <= c.paper_std.unwrap_or(0.0) + c.our_std.unwrap_or(0.0) =>
+            {
+                format!(
+                    "- {what}: ours {e:.2} % is {d:+.2} points from the paper's {:.2} %, within \
+                     the two standard deviations added ({:.2}): our seeds spread too widely to \
+                     call it a gap or a match.",
+                    c.paper_error,
+                    c.paper_std.unwrap_or(0.0) + c.our_std.unwrap_or(0.0)
+                )
             }
             (Some(e), Some(d)) if d < 0.0 => format!(
                 "- {what}: ours {e:.2} % is {:.2} points below the paper's {:.2} %.",

@@ -19,6 +19,10 @@ pub struct DataSpec {
     pub train_subset: usize,
     /// Score the test error on the first `test_subset` test images (0 = all of them).
     pub test_subset: usize,
+    /// The side of the square images the data set is scaled to, for data sets that allow it
+    /// (CelebA: 8 to 70); 0 = the paper's size (64 for CelebA, 28 for MNIST, 32 for SVHN).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub image_size: usize,
 }
 
 /// A named training profile (`configs/*.toml`).

@@ -410,7 +410,10 @@ impl GanEm {
 
         // M-step, psi: G and D on real batches weighted by w, generated classes c ~ U.
         let batch = self.spec.batch_size.min(n);
-        let batches = ((self.spec.m_step_epochs * n as f64) / batch as f64).ceil() as usize;
+        let batches = match self.spec.m_step_batches {
+            0 => ((self.spec.m_step_epochs * n as f64) / batch as f64).ceil() as usize,
+            batches => batches,
+        };
         progress.start(&format!("EM {} M-step", self.iteration + 1), batches as u64);
         let mut order: Vec<u32> = Vec::new();
         let (mut sum_d, mut sum_g) = (0.0, 0.0);
@@ -591,6 +594,46 @@ mod tests {
         let w2 = model.assign(&x).unwrap();
         let d = (w6 - w2).unwrap().abs().unwrap().max_all().unwrap();
         assert!(d.to_scalar::<f32>().unwrap() > 1e-4);
+    }
+
+    #[test]
+    fn m_step_batches_fix_the_m_steps_length_whatever_the_set_size() {
+        struct Totals(Vec<(String, u64)>);
+        impl Progress for Totals {
+            fn start(&mut self, phase: &str, total: u64) {
+                self.0.push((phase.to_string(), total));
+            }
+            fn advance(&mut self, _: u64) {}
+            fn finish(&mut self) {}
+        }
+        let m_step_length = |m_step_batches: usize| {
+            let mut profile = tiny_profile();
+            profile.em.batch_size = 8;
+            profile.em.m_step_epochs = 1.0;
+            profile.em.m_step_batches = m_step_batches;
+            profile.em.e_step_iterations = 1;
+            profile.em.e_step_batch_size = 4;
+            let shape = crate::data::mnist::SHAPE;
+            let pixels: Vec<u8> = (0..16 * 784).map(|i| (i * 7 % 256) as u8).collect();
+            let train =
+                crate::data::ImageSet::from_bytes(pixels, vec![0; 16], shape, 3, &Device::Cpu)
+                    .unwrap();
+            let mut model = GanEm::new(&profile, 3, shape, 16, 1, &Device::Cpu).unwrap();
+            let mut totals = Totals(Vec::new());
+            model.step(&train, &mut totals).unwrap();
+            totals
+                .0
+                .into_iter()
+                .find(|(phase, _)| phase.contains("M-step"))
+                .unwrap()
+                .1
+        };
+        assert_eq!(
+            m_step_length(0),
+            2,
+            "one pass over 16 images in batches of 8"
+        );
+        assert_eq!(m_step_length(5), 5);
     }
 
     #[test]

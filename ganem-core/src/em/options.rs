@@ -84,6 +84,11 @@ pub struct EmSpec {
     pub batch_size: usize,
     /// Passes over the training images per M-step (p of Algorithm 1; may be fractional).
     pub m_step_epochs: f64,
+    /// When above 0, the M-step's batches instead, whatever the number of training images, so
+    /// that experiments on sets of different sizes (CelebA's attributes) get the same
+    /// training.
+    #[serde(skip_serializing_if = "crate::config::is_zero")]
+    pub m_step_batches: usize,
     /// E-net updates per E-step (q of Algorithm 1).
     pub e_step_iterations: usize,
     /// Generated images per E-net update.
@@ -120,6 +125,7 @@ impl Default for EmSpec {
             iterations: 1000,
             batch_size: 64,
             m_step_epochs: 5.0,
+            m_step_batches: 0,
             e_step_iterations: 1000,
             e_step_batch_size: 256,
             e_step_classes: ClassSampling::Prior,

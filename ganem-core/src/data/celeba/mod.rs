@@ -1,8 +1,9 @@
 //! CelebA aligned faces with their 40 binary attributes (Tables 2 and 3), from a parquet file:
 //! a struct column `image` whose `bytes` hold a JPEG, a string column `image_id`, and one
-//! boolean column per attribute, named as in `list_attr_celeba.txt`. Faces become 64 x 64 RGB
-//! the DCGAN way: the central 140 x 140 of a 178 x 218 face, scaled down; the box is taken in
-//! proportion, so half-size copies (89 x 109) land on the same pixels.
+//! boolean column per attribute, named as in `list_attr_celeba.txt`. Faces become square RGB
+//! images (64 x 64 as in the paper, or smaller for a CPU budget) the DCGAN way: the central
+//! 140 x 140 of a 178 x 218 face, scaled down; the box is taken in proportion, so half-size
+//! copies (89 x 109) land on the same pixels.
 
 mod selection;
 
@@ -16,11 +17,21 @@ use crate::nets::ImageShape;
 
 pub use selection::{purity, select_for_attribute, AttributeSelection, HELD_OUT_EVERY};
 
-pub const SHAPE: ImageShape = ImageShape {
-    height: 64,
-    width: 64,
-    channels: 3,
-};
+/// The side of the faces in the paper (Table 6): 64 x 64.
+pub const PAPER_SIDE: usize = 64;
+
+/// The shape of faces scaled to `side` x `side`.
+pub fn shape(side: usize) -> ImageShape {
+    ImageShape {
+        height: side,
+        width: side,
+        channels: 3,
+    }
+}
+
+/// The sides a face can be scaled to: at most the half-size copies' crop (70 pixels), and at
+/// least 8 so that the networks' stride-2 layers have something to work on.
+pub const SIDES: std::ops::RangeInclusive<usize> = 8..=70;
 
 /// The 40 attributes in the order of `list_attr_celeba.txt` (and of the paper's Tables 2, 3).
 pub const ATTRIBUTES: [&str; 40] = [
@@ -72,7 +83,7 @@ const CROP: f64 = 140.0;
 
 /// Faces with their attributes.
 pub struct Celeba {
-    /// 64 x 64 RGB faces in [0, 1]; the labels are those of attribute 0 until
+    /// Square RGB faces in [0, 1]; the labels are those of attribute 0 until
     /// [`Celeba::labelled_by`] picks another.
     pub faces: ImageSet,
     /// Per face, the 40 attributes in the order of [`ATTRIBUTES`] (`true` = 1 in the file).
@@ -116,8 +127,9 @@ impl Celeba {
 }
 
 /// Loads `celeba.parquet` from `location` (a folder holding it, or a `celeba` folder that
-/// does). CelebA is not fetched from the Hub: its licence asks for a local copy.
-pub fn load(location: &DataLocation, device: &Device) -> Result<Celeba> {
+/// does), faces scaled to `side` x `side` (see [`SIDES`]). CelebA is not fetched from the Hub:
+/// its licence asks for a local copy.
+pub fn load(location: &DataLocation, side: usize, device: &Device) -> Result<Celeba> {
     match location {
         DataLocation::Dir(dir) => {
             let path = dataset_dir(dir, "celeba").join("celeba.parquet");
@@ -127,7 +139,7 @@ pub fn load(location: &DataLocation, device: &Device) -> Result<Celeba> {
                     dir.display()
                 )));
             }
-            read_parquet(&path, device)
+            read_parquet(&path, side, device)
         }
         DataLocation::Hub => Err(Error::Invalid(
             "no local CelebA: give --data-dir (a folder with celeba/celeba.parquet) or set \
@@ -137,8 +149,18 @@ pub fn load(location: &DataLocation, device: &Device) -> Result<Celeba> {
     }
 }
 
-/// Reads a CelebA parquet file; every problem names the file and the row.
-pub fn read_parquet(path: &Path, device: &Device) -> Result<Celeba> {
+/// Reads a CelebA parquet file, faces scaled to `side` x `side`; every problem names the file
+/// and the row.
+pub fn read_parquet(path: &Path, side: usize, device: &Device) -> Result<Celeba> {
+    if !SIDES.contains(&side) {
+        return Err(Error::Invalid(format!(
+            "data.image_size = {side} is out of range for CelebA: faces can be {} to {} pixels \
+             wide ({PAPER_SIDE} in the paper)",
+            SIDES.start(),
+            SIDES.end()
+        )));
+    }
+    let shape = shape(side);
     let file = ParquetImages::read(path)?;
     let bad = |problem: String| file.bad(problem);
     let column = |name: &str| file.column(name);
@@ -162,7 +184,7 @@ pub fn read_parquet(path: &Path, device: &Device) -> Result<Celeba> {
     }
 
     let n = images.len();
-    let per_face = SHAPE.height * SHAPE.width * SHAPE.channels;
+    let per_face = shape.height * shape.width * shape.channels;
     let mut pixels = vec![0u8; n * per_face];
     let decoded: Vec<Result<()>> = {
         use rayon::prelude::*;
@@ -184,7 +206,7 @@ pub fn read_parquet(path: &Path, device: &Device) -> Result<Celeba> {
                         )))
                     }
                 };
-                crop_to_64(&face, out).map_err(|problem| bad(format!("row {row}: {problem}")))
+                crop(&face, side, out).map_err(|problem| bad(format!("row {row}: {problem}")))
             })
             .collect()
     };
@@ -210,25 +232,30 @@ pub fn read_parquet(path: &Path, device: &Device) -> Result<Celeba> {
     }
     let labels = attributes.iter().map(|a| a[0] as usize).collect();
     Ok(Celeba {
-        faces: ImageSet::from_bytes(pixels, labels, SHAPE, 2, device)?,
+        faces: ImageSet::from_bytes(pixels, labels, shape, 2, device)?,
         attributes,
         ids: names,
     })
 }
 
-/// The central crop of an aligned face (140 / 178 of its width, a square), scaled to 64 x 64
-/// into `out` (RGB, row-major). Each output pixel averages 2 x 2 bilinear samples, about the
-/// area it covers, so the 2.2-fold reduction does not alias.
-fn crop_to_64(face: &image::RgbImage, out: &mut [u8]) -> std::result::Result<(), String> {
+/// The central crop of an aligned face (140 / 178 of its width, a square), scaled to `side` x
+/// `side` into `out` (RGB, row-major). Each output pixel averages n x n bilinear samples spread
+/// over the area it covers (n = 2 at 64 x 64, more for smaller sides), so the reduction does
+/// not alias.
+fn crop(face: &image::RgbImage, side: usize, out: &mut [u8]) -> std::result::Result<(), String> {
     let (w, h) = (face.width() as f64, face.height() as f64);
     if (w / h - FACE.0 / FACE.1).abs() > 0.01 || w < 64.0 {
         return Err(format!(
             "image is {w}x{h}; an aligned CelebA face is 178x218 (or a scaled copy)"
         ));
     }
-    let side = CROP * w / FACE.0;
-    let (left, top) = ((w - side) / 2.0, (h - side) / 2.0);
-    let step = side / SHAPE.width as f64;
+    let crop_side = CROP * w / FACE.0;
+    let (left, top) = ((w - crop_side) / 2.0, (h - crop_side) / 2.0);
+    let step = crop_side / side as f64;
+    let per_axis = (2 * PAPER_SIDE).div_ceil(side).max(2);
+    let offsets: Vec<f64> = (0..per_axis)
+        .map(|i| (i as f64 + 0.5) / per_axis as f64)
+        .collect();
     let sample = |x: f64, y: f64, c: usize| -> f64 {
         // Pixel centres at integer + 0.5.
         let (x, y) = ((x - 0.5).clamp(0.0, w - 1.0), (y - 0.5).clamp(0.0, h - 1.0));
@@ -239,18 +266,21 @@ fn crop_to_64(face: &image::RgbImage, out: &mut [u8]) -> std::result::Result<(),
         (p(x0, y0) * (1.0 - fx) + p(x1, y0) * fx) * (1.0 - fy)
             + (p(x0, y1) * (1.0 - fx) + p(x1, y1) * fx) * fy
     };
-    for v in 0..SHAPE.height {
-        for u in 0..SHAPE.width {
+    let samples = (per_axis * per_axis) as f64;
+    for v in 0..side {
+        for u in 0..side {
             for c in 0..3 {
                 let mut sum = 0.0;
-                for (dx, dy) in [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)] {
-                    sum += sample(
-                        left + (u as f64 + dx) * step,
-                        top + (v as f64 + dy) * step,
-                        c,
-                    );
+                for dy in &offsets {
+                    for dx in &offsets {
+                        sum += sample(
+                            left + (u as f64 + dx) * step,
+                            top + (v as f64 + dy) * step,
+                            c,
+                        );
+                    }
                 }
-                out[(v * SHAPE.width + u) * 3 + c] = (sum / 4.0).round().clamp(0.0, 255.0) as u8;
+                out[(v * side + u) * 3 + c] = (sum / samples).round().clamp(0.0, 255.0) as u8;
             }
         }
     }
@@ -313,7 +343,7 @@ mod tests {
     fn both_resolutions_crop_to_the_same_64_by_64_centre_and_errors_name_file_and_row() {
         let good = temp("good.parquet");
         write(&good, vec![Some(jpeg(178, 218)), Some(jpeg(89, 109))], None);
-        let data = read_parquet(&good, &Device::Cpu).unwrap();
+        let data = read_parquet(&good, PAPER_SIDE, &Device::Cpu).unwrap();
         assert_eq!(data.faces.images.dims(), &[2, 64, 64, 3]);
         assert_eq!(data.ids, vec!["000001.jpg", "000002.jpg"]);
         // Attribute a of face i is (i + a) even.
@@ -326,6 +356,13 @@ mod tests {
         for rgb in pixels.chunks(3) {
             assert!(rgb[0] > 0.7 && rgb[2] < 0.3, "{rgb:?}");
         }
+        // A smaller side keeps the same centre; a side out of range is refused by value.
+        let small = read_parquet(&good, 32, &Device::Cpu).unwrap();
+        assert_eq!(small.faces.images.dims(), &[2, 32, 32, 3]);
+        let pixels: Vec<f32> = small.faces.images.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(pixels.chunks(3).all(|rgb| rgb[0] > 0.7 && rgb[2] < 0.3));
+        let err = read_parquet(&good, 128, &Device::Cpu).err().unwrap();
+        assert!(err.to_string().contains("data.image_size = 128"), "{err}");
 
         type Case = (
             &'static str,
@@ -358,7 +395,7 @@ mod tests {
             "celeba",
             cases.iter().map(|c| (c.0, c.3)).collect(),
             |path, i| write(path, cases[i].1.clone(), cases[i].2),
-            |path| read_parquet(path, &Device::Cpu),
+            |path| read_parquet(path, PAPER_SIDE, &Device::Cpu),
         );
         std::fs::remove_dir_all(good.parent().unwrap()).unwrap();
     }
@@ -372,7 +409,7 @@ mod tests {
             eprintln!("skipped: no shared CelebA");
             return;
         }
-        let data = read_parquet(&path, &Device::Cpu).unwrap();
+        let data = read_parquet(&path, PAPER_SIDE, &Device::Cpu).unwrap();
         assert_eq!(data.faces.len(), 15_723);
         let count = |name: &str| {
             let a = Celeba::attribute_index(name).unwrap();
