@@ -10,6 +10,7 @@ use clap::Parser;
 use experiments::clustering::Row;
 use experiments::plots::scatter_by_class;
 use experiments::runner::{CommonArgs, Experiment};
+use experiments::runs::RunRecord;
 use experiments::Bars;
 use ganem_core::baselines::kmeans;
 use ganem_core::data::{mnist, ImageSet};
@@ -72,6 +73,23 @@ struct EmbeddingRow {
     map_kmeans_nmi: f64,
     map_kmeans_ari: f64,
     map_seconds: f64,
+    /// EM iterations of the model whose features these are (0 for the supervised E-net), so
+    /// that a run extended later is scored again.
+    em_iterations: usize,
+}
+
+/// Whether `path` holds the scores of a model after `em_iterations` EM iterations (files
+/// written before the column existed do not).
+fn scored_at(path: &Path, em_iterations: usize) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Scored {
+        em_iterations: usize,
+    }
+    let Ok(mut reader) = csv::Reader::from_path(path) else {
+        return false;
+    };
+    let rows: Vec<Scored> = reader.deserialize().filter_map(|row| row.ok()).collect();
+    matches!(rows.as_slice(), [row] if row.em_iterations == em_iterations)
 }
 
 const CLASSES: usize = 10;
@@ -118,7 +136,12 @@ fn main() -> Result<()> {
     for &seed in &seeds {
         let (_, stem) = experiment.identity(seed);
         let scores_path = common.out.join(format!("{stem}_embedding.csv"));
-        if scores_path.exists() && !common.force {
+        let em_iterations = if args.supervised {
+            0
+        } else {
+            RunRecord::read(&RunRecord::path(&common.out, &stem))?.iterations
+        };
+        if scored_at(&scores_path, em_iterations) && !common.force {
             println!(
                 "{stem}: features scored earlier ({}); --force redoes it",
                 scores_path.display()
@@ -256,5 +279,25 @@ fn reduce(
         map_kmeans_nmi: on_map.nmi,
         map_kmeans_ari: on_map.ari,
         map_seconds,
+        em_iterations: model.iteration,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_of_a_model_extended_since_are_redone() {
+        let dir = std::env::temp_dir().join(format!("ganem-dimred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("embedding.csv");
+        std::fs::write(&path, "k_dim,em_iterations\n2,20\n").unwrap();
+        assert!(scored_at(&path, 20));
+        assert!(!scored_at(&path, 40), "the run went on after it was scored");
+        std::fs::write(&path, "k_dim,enet_error\n2,0.3\n").unwrap();
+        assert!(!scored_at(&path, 20), "a file from before the column");
+        assert!(!scored_at(&dir.join("missing.csv"), 20));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -81,7 +81,8 @@ pub fn table3(paper_file: &Path, results: &Path, profile: &str) -> Result<Vec<At
             AttributeCell::without_runs(
                 printed[i].clone(),
                 attribute[i].clone(),
-                [Some(100.0 * unsupervised[i]), Some(100.0 * semi[i])],
+                // The paper prints fractions with four decimals: percent with two.
+                [unsupervised[i], semi[i]].map(|e| Some((1e4 * e).round() / 100.0)),
                 profile,
             )
         })
