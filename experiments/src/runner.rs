@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::provenance::Provenance;
-use crate::runs::{parse_seeds, run_stem, write_summary, FinalScores, RunRecord};
+use crate::runs::{parse_seeds, restatus, run_stem, write_summary, FinalScores, RunRecord};
 use crate::{check_memory, load_profile, read_rows, Bars, CsvOut};
 
 /// Command-line options every experiment binary takes.
@@ -307,9 +307,19 @@ impl Experiment<'_> {
         if !args.force && !args.resume && record_path.exists() {
             let record = RunRecord::read(&record_path)?;
             if record.is_run(&identity) && record.iterations >= self.profile.em.iterations {
+                let range = self
+                    .profile
+                    .nets
+                    .generator_output
+                    .output_range()
+                    .unwrap_or(1.0);
+                let record = restatus(&csv_path, &record_path, record, range)?;
                 println!(
-                    "{stem}: finished earlier ({} iterations, test error {:.4}); --force reruns it",
-                    record.iterations, record.scores.test_error
+                    "{stem}: finished earlier ({} iterations, test error {:.4}, {}); --force \
+                     reruns it",
+                    record.iterations,
+                    record.scores.test_error,
+                    record.status.as_str()
                 );
                 return Ok(record);
             }
@@ -353,14 +363,15 @@ impl Experiment<'_> {
             );
             println!("{stem}: resumed at EM iteration {}", model.iteration);
         }
+        let threads = rayon::current_num_threads();
         println!(
             "{stem}: K = {}, profile {} ({}), seed {seed}, {n} training images, matrix products \
-             by {}, {} threads",
+             by {}, {threads} thread{}",
             self.clusters,
             self.label,
             identity.profile_hash,
             ganem_core::ops::gemm_backend(),
-            rayon::current_num_threads()
+            if threads == 1 { "" } else { "s" }
         );
         // Created with the first row, so a run that finishes no iteration writes nothing.
         let mut csv: Option<CsvOut> = None;

@@ -140,6 +140,84 @@ impl RunRecord {
     }
 }
 
+/// Applies today's collapse rule to a finished run's iteration rows (`csv_path`, with columns
+/// `loss_d`, `loss_g`, `sample_spread` and `status`) and record, so that a run made before the
+/// rule changed is flagged as one made after it would be. Diverged iterations stay so.
+/// Returns the record, rewritten (with its CSV) where a status changed.
+pub fn restatus(
+    csv_path: &Path,
+    record_path: &Path,
+    mut record: RunRecord,
+    output_range: f64,
+) -> Result<RunRecord> {
+    let context = || format!("re-reading {} for the collapse rule", csv_path.display());
+    let mut reader = csv::Reader::from_path(csv_path).with_context(context)?;
+    let header = reader.headers().with_context(context)?.clone();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("{}: no column {name}", csv_path.display()))
+    };
+    let (loss_d, loss_g, spread, status) = (
+        column("loss_d")?,
+        column("loss_g")?,
+        column("sample_spread")?,
+        column("status")?,
+    );
+    let mut rows = Vec::new();
+    let mut changed = false;
+    let mut last = None;
+    for (line, row) in reader.records().enumerate() {
+        let row = row.with_context(context)?;
+        let number = |i: usize| -> Result<f64> {
+            row[i].parse().with_context(|| {
+                format!(
+                    "{} row {}: {} is not a number",
+                    csv_path.display(),
+                    line + 2,
+                    &row[i]
+                )
+            })
+        };
+        let now = if &row[status] == RunStatus::Diverged.as_str() {
+            RunStatus::Diverged
+        } else {
+            ganem_core::em::health::status_of(ganem_core::em::Vitals {
+                loss_d: number(loss_d)?,
+                loss_g: number(loss_g)?,
+                sample_spread: number(spread)?,
+                output_range,
+            })
+        };
+        changed |= &row[status] != now.as_str();
+        let fields: Vec<&str> = (0..row.len())
+            .map(|i| if i == status { now.as_str() } else { &row[i] })
+            .collect();
+        rows.push(csv::StringRecord::from(fields));
+        last = Some(now);
+    }
+    // A diverged run's record keeps its status and message whatever its rows say.
+    let last_changed =
+        record.status != RunStatus::Diverged && last.is_some_and(|now| now != record.status);
+    if changed {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(&header)?;
+        for row in &rows {
+            writer.write_record(row)?;
+        }
+        write_atomically(csv_path, &writer.into_inner()?)?;
+        if let (true, Some(now)) = (last_changed, last) {
+            record.status = now;
+            write_atomically(
+                record_path,
+                serde_json::to_string_pretty(&record)?.as_bytes(),
+            )?;
+        }
+    }
+    Ok(record)
+}
+
 /// Writes `bytes` to `path` through a temporary file renamed into place, so a reader never
 /// sees half a file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -338,6 +416,46 @@ mod tests {
             settings: serde_json::Value::Null,
             provenance: Provenance::of_this_process(),
         }
+    }
+
+    /// A CelebA run recorded as `ok` under the old rule whose G ended in one pattern (Wearing_Hat
+    /// with 100 labels: L_D 0.21, L_G 8.91) is flagged when it is next read; rows the rule
+    /// passes keep `ok`, and a second reading changes nothing.
+    #[test]
+    fn finished_runs_take_todays_collapse_rule() {
+        let dir = std::env::temp_dir().join(format!("ganem-restatus-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv_path = dir.join("run.csv");
+        let rows = "iteration,test_error,loss_d,loss_g,sample_spread,status\n\
+                    1,0.25,3.31,2.28,0.177,ok\n\
+                    2,0.20,0.21,8.91,0.108,ok\n";
+        std::fs::write(&csv_path, rows).unwrap();
+        let record_path = RunRecord::path(&dir, "run");
+        let old = record(1, RunStatus::Ok, 0.2, "h");
+        old.write(&dir, "run").unwrap();
+
+        let now = restatus(&csv_path, &record_path, old.clone(), 2.0).unwrap();
+        assert_eq!(now.status, RunStatus::Collapsed);
+        assert_eq!(RunRecord::read(&record_path).unwrap(), now);
+        let text = std::fs::read_to_string(&csv_path).unwrap();
+        assert!(text.contains("1,0.25,3.31,2.28,0.177,ok\n"), "{text}");
+        assert!(
+            text.ends_with("2,0.20,0.21,8.91,0.108,collapsed\n"),
+            "{text}"
+        );
+
+        let again = restatus(&csv_path, &record_path, now.clone(), 2.0).unwrap();
+        assert_eq!(again, now);
+        assert_eq!(std::fs::read_to_string(&csv_path).unwrap(), text);
+
+        // A row that is not a number is named.
+        std::fs::write(&csv_path, "loss_d,loss_g,sample_spread,status\nx,1,1,ok\n").unwrap();
+        let err = restatus(&csv_path, &record_path, old, 2.0).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("row 2: x is not a number"),
+            "{err:#}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

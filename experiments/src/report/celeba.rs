@@ -23,9 +23,12 @@ pub struct AttributeCell {
     pub our_unsupervised: Option<f64>,
     pub our_unsupervised_std: Option<f64>,
     pub runs_unsupervised: usize,
+    /// Of those runs, how many ended collapsed (`ganem_core::em::health`).
+    pub collapsed_unsupervised: usize,
     pub our_semi: Option<f64>,
     pub our_semi_std: Option<f64>,
     pub runs_semi: usize,
+    pub collapsed_semi: usize,
     pub profile: String,
 }
 
@@ -44,9 +47,11 @@ impl AttributeCell {
             our_unsupervised: None,
             our_unsupervised_std: None,
             runs_unsupervised: 0,
+            collapsed_unsupervised: 0,
             our_semi: None,
             our_semi_std: None,
             runs_semi: 0,
+            collapsed_semi: 0,
             profile: profile.to_string(),
         }
     }
@@ -105,11 +110,13 @@ pub fn table3(paper_file: &Path, results: &Path, profile: &str) -> Result<Vec<At
             cell.our_unsupervised = Some(100.0 * s.test_error_mean);
             cell.our_unsupervised_std = Some(100.0 * s.test_error_std);
             cell.runs_unsupervised = s.runs;
+            cell.collapsed_unsupervised = s.collapsed;
         }
         if let Some(s) = ours(&cell.attribute, 100) {
             cell.our_semi = Some(100.0 * s.test_error_mean);
             cell.our_semi_std = Some(100.0 * s.test_error_std);
             cell.runs_semi = s.runs;
+            cell.collapsed_semi = s.collapsed;
         }
     }
     Ok(cells)
@@ -173,9 +180,11 @@ pub fn comparison(paper_table2: &Path, cells: &[AttributeCell]) -> Result<Vec<At
         our_unsupervised: unsupervised.0,
         our_unsupervised_std: None,
         runs_unsupervised: unsupervised.1,
+        collapsed_unsupervised: cells.iter().map(|c| c.collapsed_unsupervised).sum(),
         our_semi: semi.0,
         our_semi_std: None,
         runs_semi: semi.1,
+        collapsed_semi: cells.iter().map(|c| c.collapsed_semi).sum(),
         profile: cells.first().map(|c| c.profile.clone()).unwrap_or_default(),
     });
     Ok(rows)
@@ -219,16 +228,23 @@ pub fn markdown(paper_table2: &Path, cells: &[AttributeCell], profile: &str) -> 
             cell("CelebA (100 labels)")
         );
         if method == "GAN-EM" {
-            let ours = |(mean, n): (Option<f64>, usize)| match mean {
-                Some(m) => format!("**ours {m:.2}**"),
-                None => format!("ours: *missing* ({n} of 40 attributes run)"),
+            let ours = |(mean, n): (Option<f64>, usize), collapsed: usize| {
+                let mut text = match mean {
+                    Some(m) => format!("**ours {m:.2}**"),
+                    None => format!("ours: *missing* ({n} of 40 attributes run)"),
+                };
+                if collapsed > 0 {
+                    let _ = write!(text, " ({collapsed} collapsed)");
+                }
+                text
             };
+            let collapsed = |of: fn(&AttributeCell) -> usize| cells.iter().map(of).sum();
             line = format!(
                 "| GAN-EM | {}<br>{} | {}<br>{} |",
                 cell("CelebA (unsupervised)"),
-                ours(unsupervised),
+                ours(unsupervised, collapsed(|c| c.collapsed_unsupervised)),
                 cell("CelebA (100 labels)"),
-                ours(semi)
+                ours(semi, collapsed(|c| c.collapsed_semi))
             );
         }
         let _ = writeln!(md, "{line}");
@@ -238,11 +254,16 @@ pub fn markdown(paper_table2: &Path, cells: &[AttributeCell], profile: &str) -> 
         md,
         "| Attribute (as printed) | Paper, unsupervised | Ours, unsupervised | Paper, 100 labels | Ours, 100 labels |\n|---|---|---|---|---|"
     );
-    let show = |v: Option<f64>, std: Option<f64>, runs: usize| match v {
+    let show = |v: Option<f64>, std: Option<f64>, runs: usize, collapsed: usize| match v {
         Some(v) => format!(
-            "{} ({runs} run{})",
+            "{} ({runs} run{}{})",
             super::percent(v, std.filter(|_| runs > 1)),
-            if runs == 1 { "" } else { "s" }
+            if runs == 1 { "" } else { "s" },
+            match collapsed {
+                0 => String::new(),
+                c if c == runs => ", collapsed".into(),
+                c => format!(", {c} collapsed"),
+            }
         ),
         None => "*missing*".into(),
     };
@@ -260,13 +281,14 @@ pub fn markdown(paper_table2: &Path, cells: &[AttributeCell], profile: &str) -> 
                     c.our_unsupervised,
                     c.our_unsupervised_std,
                     c.runs_unsupervised,
+                    c.collapsed_unsupervised,
                 )
             },
             paper(c.paper_semi),
             if c.attribute.is_empty() {
                 "-".into()
             } else {
-                show(c.our_semi, c.our_semi_std, c.runs_semi)
+                show(c.our_semi, c.our_semi_std, c.runs_semi, c.collapsed_semi)
             },
         );
     }
@@ -329,7 +351,8 @@ mod tests {
         };
         let paper = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/paper");
         let table = paper.join("table3_celeba_attributes.csv");
-        let mut lines = vec![line("Eyeglasses", 0, 0.4)];
+        let mut lines = vec![line("Eyeglasses", 0, 0.4), line("Wearing_Hat", 100, 0.2)];
+        lines[1].collapsed = 3;
         crate::report::write_rows(&dir.join("celeba_summary.csv"), &lines).unwrap();
         let cells = table3(&table, &dir, "fast").unwrap();
         assert_eq!(cells.len(), 41, "the paper's 40 rows and Smiling");
@@ -340,10 +363,16 @@ mod tests {
         );
         assert_eq!(glass.our_semi, None);
         assert!((glass.paper_unsupervised.unwrap() - 29.83).abs() < 1e-9);
-        assert_eq!(averages(&cells), [(None, 1), (None, 0)]);
+        assert_eq!(averages(&cells), [(None, 1), (None, 1)]);
         let md = markdown(&paper.join("table2_celeba.csv"), &cells, "fast").unwrap();
         assert!(
-            md.contains("ours: *missing* (1 of 40 attributes run)"),
+            md.contains("ours: *missing* (1 of 40 attributes run) |"),
+            "{md}"
+        );
+        // Collapsed runs are named beside their attribute and in the mean's cell.
+        assert!(md.contains("| 20.00 ± 1.00 (3 runs, collapsed) |"), "{md}");
+        assert!(
+            md.contains("ours: *missing* (1 of 40 attributes run) (3 collapsed) |"),
             "{md}"
         );
         // With every attribute run, the average is their mean.

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 pub use checkpoint::RunIdentity;
-pub use health::RunStatus;
+pub use health::{RunStatus, Vitals};
 pub use options::{
     ClassSampling, EmSpec, EnetBatchNorm, ExtraUnitTerms, GeneratorBatch, GeneratorStatistics,
     Noise, SemiSpec,
@@ -459,14 +459,20 @@ impl GanEm {
         let phi_max = self.phi.iter().copied().fold(0.0, f64::max);
         let spread = health::sample_spread(&self.samples(SPREAD_SAMPLES_PER_CLASS, self.seed)?)?;
         let loss_d = sum_d / batches as f64;
+        let loss_g = sum_g / batches as f64;
         Ok(IterationStats {
             iteration: self.iteration,
             sample_spread: spread,
-            status: health::status_of(loss_d, spread),
+            status: health::status_of(health::Vitals {
+                loss_d,
+                loss_g,
+                sample_spread: spread,
+                output_range: self.generator.output_range(),
+            }),
             labelled_error,
             labelled_updates,
             loss_d,
-            loss_g: sum_g / batches as f64,
+            loss_g,
             loss_e: sum_e / steps as f64,
             phi_min,
             phi_max,

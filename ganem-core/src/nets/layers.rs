@@ -162,6 +162,15 @@ pub enum Activation {
 const LEAKY_SLOPE: f32 = 0.2;
 
 impl Activation {
+    /// Width of the range of values this activation outputs, where bounded.
+    pub fn output_range(self) -> Option<f64> {
+        match self {
+            Activation::Sigmoid => Some(1.0),
+            Activation::Tanh => Some(2.0),
+            Activation::LeakyRelu | Activation::Relu | Activation::Identity => None,
+        }
+    }
+
     /// The leaky-ReLU slope this activation is (ReLU: 0), if it is one.
     fn leaky_slope(self) -> Option<f32> {
         match self {

@@ -304,6 +304,11 @@ impl Generator {
         })
     }
 
+    /// Width of the range of G's pixel values (1 where unbounded, which validation forbids).
+    pub fn output_range(&self) -> f64 {
+        self.output_activation.output_range().unwrap_or(1.0)
+    }
+
     /// `input`: `(B, noise_dim + K)`, noise then one-hot class. Returns `(B, H, W, C)`.
     pub fn forward(&self, input: &Tensor, mode: Mode, weights: Weights) -> Result<Tensor> {
         let act = self.activation;
