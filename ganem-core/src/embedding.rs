@@ -1,10 +1,16 @@
 //! Two-dimensional maps of learned features for Fig. 4 (Sec. 5.4): Barnes-Hut t-SNE from the
 //! `bhtsne` crate, started from a seeded layout so that a seed gives the same map.
+//!
+//! bhtsne alone is not repeatable: its neighbour tree picks pivots from the thread's own
+//! random generator, and its parallel sums add in whatever order rayon's work stealing
+//! gives. So the neighbours are found here (exactly, ties broken by index) and the fit
+//! runs on a one-thread pool.
 
-use bhtsne::tSNE;
+use bhtsne::{tSNE, Neighbor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 
@@ -76,19 +82,52 @@ pub fn tsne_2d(
     let normal = Normal::new(0.0f32, 1e-4).expect("valid normal");
     let start: Vec<f32> = (0..2 * n).map(|_| normal.sample(&mut rng)).collect();
     let rows: Vec<&[f32]> = features.chunks(dim).collect();
-    let map = tSNE::<f32, &[f32], 2>::new(&rows)
-        .perplexity(settings.perplexity)
-        .epochs(settings.epochs)
-        .initial_embedding(start)
-        .barnes_hut(settings.theta, |a, b| {
-            a.iter()
-                .zip(b.iter())
-                .map(|(x, y)| (x - y) * (x - y))
-                .sum::<f32>()
-                .sqrt()
-        })
-        .embedding();
+    // bhtsne's own choice of neighbour count.
+    let neighbours = nearest_neighbours(&rows, ((3.0 * settings.perplexity) as usize).max(1));
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start t-SNE's thread: {e}")))?;
+    let map = one_thread.install(|| {
+        tSNE::<f32, &[f32], 2>::new(&rows)
+            .perplexity(settings.perplexity)
+            .epochs(settings.epochs)
+            .initial_embedding(start)
+            .barnes_hut_with_neighbors(settings.theta, &neighbours)
+            .embedding()
+    });
     Ok(map)
+}
+
+/// The `k` nearest other rows of every row by Euclidean distance, nearest first, equal
+/// distances in index order: the same table whatever the thread count.
+fn nearest_neighbours(rows: &[&[f32]], k: usize) -> Vec<Vec<Neighbor<f32>>> {
+    rows.par_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut by_distance: Vec<(f32, usize)> = rows
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(j, b)| {
+                    let squared: f32 = a.iter().zip(b.iter()).map(|(x, y)| (x - y) * (x - y)).sum();
+                    (squared, j)
+                })
+                .collect();
+            let order =
+                |p: &(f32, usize), q: &(f32, usize)| p.0.total_cmp(&q.0).then(p.1.cmp(&q.1));
+            by_distance.select_nth_unstable_by(k - 1, order);
+            by_distance.truncate(k);
+            by_distance.sort_unstable_by(order);
+            by_distance
+                .into_iter()
+                .map(|(squared, index)| Neighbor {
+                    index,
+                    distance: squared.sqrt(),
+                })
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -122,7 +161,17 @@ mod tests {
         };
         let map = tsne_2d(&data, 10, &settings, 5).unwrap();
         assert_eq!(map.len(), 2 * labels.len());
-        assert_eq!(map, tsne_2d(&data, 10, &settings, 5).unwrap());
+        // The same map whatever the threads, with the tests beside it competing for them.
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            assert_eq!(
+                map,
+                pool.install(|| tsne_2d(&data, 10, &settings, 5).unwrap())
+            );
+        }
         assert_ne!(map, tsne_2d(&data, 10, &settings, 6).unwrap());
         // k-means on the map finds the blobs.
         let points = ndarray::Array2::from_shape_vec(
