@@ -67,14 +67,8 @@ dimred profile="fast" seeds=seeds:
     ./target/release/dimred --k-dim 1000 --supervised --profile {{profile}} --seed 1
 
 # CelebA's 40 attributes (Tables 2 and 3), unsupervised and with 100 labels, then the report.
-celeba-all profile="fast" seeds=seeds:
-    cargo build --release
-    ./target/release/celeba --attribute all --labels 0 --profile {{profile}} --seeds {{seeds}}
-    ./target/release/celeba --attribute all --labels 100 --profile {{profile}} --seeds {{seeds}}
-    ./target/release/report table2 --profile {{profile}}
+celeba-all profile="fast" seeds=seeds: (reproduce "table2" profile seeds)
 
-# Training-step benchmark against PyTorch, interleaved in rounds: widths 1.0 and 0.5, the
-# authors' generator, and one EM iteration beside the reference (installs torch, numpy and
-# scipy into bench/.venv when missing).
+# Training steps and one EM iteration against PyTorch, interleaved rounds (bench/run.sh).
 bench rounds="3":
     bash bench/run.sh {{rounds}}
