@@ -56,7 +56,9 @@ pub struct CommonArgs {
     /// Folder under which each run keeps its checkpoint, saved after every EM iteration.
     #[arg(long, default_value = "checkpoints")]
     pub checkpoint_dir: PathBuf,
-    /// Continue each run from its checkpoint instead of starting afresh.
+    /// Continue each run from its checkpoint, also a run that finished (to extend it with
+    /// --iterations) or whose checkpoint has an earlier version's fingerprint. A run cut off
+    /// before it finished goes on from its checkpoint even without --resume.
     #[arg(long)]
     pub resume: bool,
     /// Rerun runs that already finished.
@@ -336,7 +338,17 @@ impl Experiment<'_> {
         )?;
         prepare(&mut model, seed)?;
         let mut rows: Vec<R> = Vec::new();
-        if args.resume {
+        // Running a command again after it was cut off goes on from its checkpoint, so that
+        // `just reproduce` continues where it stopped.
+        let cut_off = !args.force
+            && !args.resume
+            && GanEm::saved_iteration(&checkpoints, &identity).is_some_and(|i| i > 0);
+        if cut_off {
+            println!(
+                "{stem}: cut off earlier; going on from its checkpoint (--force starts afresh)"
+            );
+        }
+        if args.resume || cut_off {
             // A run recorded before a setting was added stored the fingerprint of its time in
             // its checkpoint; its record shows it is the same recipe.
             let mut saved_as = identity.clone();

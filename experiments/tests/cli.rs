@@ -113,6 +113,65 @@ fn a_run_whose_losses_explode_stops_as_diverged() {
     );
 }
 
+/// A quick `ci` clustering run in `dir`; returns (success, stdout and stderr).
+fn small_run_in(dir: &Path, data: &Path, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mnist-cluster"))
+        .current_dir(dir)
+        .env("RUST_BACKTRACE", "0")
+        .args(["--profile", "ci", "--set", "data.train_subset=1000"])
+        .args([
+            "--set",
+            "data.test_subset=500",
+            "--set",
+            "em.e_step_iterations=5",
+        ])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Running a command again after its run was cut off goes on from the checkpoint, keeping the
+/// rows written before; `--force` starts afresh.
+#[test]
+fn a_cut_off_run_goes_on_from_its_checkpoint_when_run_again() {
+    let Some(data) = data_dir() else {
+        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("ganem-cli-cut-off-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A run of 2 iterations cut off after its first: what the disk holds is that of a run of 1.
+    let (ok, text) = small_run_in(&dir, &data, &["--iterations", "1"]);
+    assert!(ok, "{text}");
+    let (ok, text) = small_run_in(&dir, &data, &["--iterations", "2"]);
+    assert!(
+        ok && text.contains("going on from its checkpoint")
+            && text.contains("resumed at EM iteration 1")
+            && !text.contains("EM   1:"),
+        "{text}"
+    );
+    let csv = std::fs::read_dir(dir.join("results"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "csv") && !p.ends_with("mnist_cluster_summary.csv")
+        })
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 3);
+    let (ok, text) = small_run_in(&dir, &data, &["--iterations", "2", "--force"]);
+    assert!(
+        ok && text.contains("EM   1:") && !text.contains("resumed"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A finished run whose checkpoint and record carry the fingerprint an earlier version gave
 /// the same recipe is extended by `--resume --iterations N`; a checkpoint whose record is of
 /// another recipe is refused.
@@ -125,26 +184,7 @@ fn a_run_recorded_by_an_earlier_version_can_be_extended() {
     let dir = std::env::temp_dir().join(format!("ganem-cli-extend-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let cluster = |extra: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_mnist-cluster"))
-            .current_dir(&dir)
-            .env("RUST_BACKTRACE", "0")
-            .args(["--profile", "ci", "--set", "data.train_subset=1000"])
-            .args([
-                "--set",
-                "data.test_subset=500",
-                "--set",
-                "em.e_step_iterations=5",
-            ])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(&data)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
-    };
+    let cluster = |extra: &[&str]| small_run_in(&dir, &data, extra);
     let (ok, text) = cluster(&["--iterations", "1"]);
     assert!(ok, "{text}");
     let checkpoint = std::fs::read_dir(dir.join("checkpoints"))

@@ -88,6 +88,11 @@ impl GanEm {
         std::fs::rename(&partial, &path).map_err(|e| Error::io(&path, e))
     }
 
+    /// The EM iteration at which this very run was last saved in `dir`, if it was.
+    pub fn saved_iteration(dir: &Path, identity: &RunIdentity) -> Option<usize> {
+        read_state(dir, identity).ok().map(|state| state.iteration)
+    }
+
     /// Restores a run saved by [`GanEm::save`]; `train` re-derives w = E(x_real).
     pub fn resume(&mut self, dir: &Path, identity: &RunIdentity, train: &ImageSet) -> Result<()> {
         let state = read_state(dir, identity)?;
