@@ -222,3 +222,44 @@ fn a_run_recorded_by_an_earlier_version_can_be_extended() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The labels-only baseline trains the E-net alone on the labelled images and files one row
+/// per seed, better than chance; asking for no pass is refused.
+#[test]
+fn the_labels_only_baseline_files_a_row_per_seed() {
+    let Some(data) = data_dir() else {
+        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("ganem-cli-labels-only-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let semi = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_semi-supervised"))
+            .current_dir(&dir)
+            .args(["--dataset", "mnist", "--labels", "100", "--profile", "ci"])
+            .args(["--set", "data.test_subset=1000", "--seeds", "1,2"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = semi(&["--labels-only", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--labels-only 0"));
+    let out = semi(&["--labels-only", "100"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = std::fs::read_to_string(dir.join("results/semi_labels_only.csv")).unwrap();
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    for row in rows {
+        let test_error: f64 = row.split(',').nth(5).unwrap().parse().unwrap();
+        assert!(test_error < 0.6, "{table}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
