@@ -400,8 +400,12 @@ impl GanEm {
                 self.soft_assignments.dim(0)?
             )));
         }
-        self.rng = rng_for(self.seed, 1 + self.iteration as u64);
         self.prepare_optimizers()?;
+        if self.iteration == 0 && self.semi.warm_start_epochs > 0 && self.labelled.is_some() {
+            self.fit_supervised(self.semi.warm_start_epochs, progress)?;
+            self.soft_assignments = self.assign(&train.images)?;
+        }
+        self.rng = rng_for(self.seed, 1 + self.iteration as u64);
 
         // M-step, phi: N_i / N with soft counts.
         let counts: Vec<f32> = self.soft_assignments.sum(0)?.to_vec1()?;
@@ -667,6 +671,45 @@ mod tests {
         assert!(
             paper == enet_after_update(4, false),
             "no labels: nothing to add"
+        );
+    }
+
+    #[test]
+    fn a_warm_start_teaches_the_enet_the_labels_before_the_first_m_step() {
+        let shape = crate::data::mnist::SHAPE;
+        // Three classes of constant images, two labelled per class.
+        let levels = [0.1f32, 0.5, 0.9];
+        let class_of = |i: usize| i % 3;
+        let data: Vec<f32> = (0..12)
+            .flat_map(|i| std::iter::repeat_n(levels[class_of(i)], 28 * 28))
+            .collect();
+        let all = Tensor::from_vec(data, (12, 28, 28, 1), &Device::Cpu).unwrap();
+        let train = ImageSet {
+            images: all.clone(),
+            labels: (0..12).map(class_of).collect(),
+            shape,
+            classes: 3,
+        };
+        // One EM iteration with the labelled fitting and the E-step all but off: what the
+        // E-net knows of the classes afterwards came from the warm start.
+        let right_after_one_iteration = |warm_start_epochs: usize| {
+            let mut profile = tiny_profile();
+            profile.semi.warm_start_epochs = warm_start_epochs;
+            profile.semi.labelled_batch_size = 6;
+            profile.semi.labelled_error_target = 0.99;
+            profile.em.e_step_iterations = 1;
+            let mut model = GanEm::new(&profile, 3, shape, 12, 1, &Device::Cpu).unwrap();
+            model
+                .set_labelled(all.narrow(0, 0, 6).unwrap(), &[0, 1, 2, 0, 1, 2])
+                .unwrap();
+            model.step(&train, &mut Silent).unwrap();
+            let predicted = model.predict(&train.images).unwrap();
+            (0..12).filter(|&i| predicted[i] == class_of(i)).count()
+        };
+        let (cold, warm) = (right_after_one_iteration(0), right_after_one_iteration(200));
+        assert!(
+            warm == 12 && cold < 12,
+            "cold {cold}, warm {warm} of 12 right"
         );
     }
 

@@ -198,6 +198,11 @@ pub struct SemiSpec {
     /// labelled images enter the M-step like any other, through the E-net's assignment.
     #[serde(skip_serializing_if = "crate::config::is_zero")]
     pub m_step_labelled_batch: usize,
+    /// Passes of the E-net over the labelled images before the first EM iteration, whose
+    /// M-step then starts from the assignments of that classifier rather than from uniform
+    /// ones. 0, the paper: the first M-step has no class information.
+    #[serde(skip_serializing_if = "crate::config::is_zero")]
+    pub warm_start_epochs: usize,
 }
 
 impl Default for SemiSpec {
@@ -209,6 +214,7 @@ impl Default for SemiSpec {
             max_labelled_updates: 1000,
             e_step_labelled_batch: 0,
             m_step_labelled_batch: 0,
+            warm_start_epochs: 0,
         }
     }
 }
