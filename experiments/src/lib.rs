@@ -151,7 +151,7 @@ pub fn load_mnist(
     use ganem_core::data::{self, mnist};
     let location = data::locate(data_dir);
     let splits = mnist::load(&location, device)
-        .with_context(|| format!("loading MNIST from {location:?}"))?;
+        .with_context(|| format!("loading MNIST from {location}"))?;
     profile_subsets(&splits.train, &splits.test, profile)
 }
 

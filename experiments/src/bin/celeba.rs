@@ -125,7 +125,7 @@ fn main() -> Result<()> {
         side => side,
     };
     let data = celeba::load(&location, side, &device)
-        .with_context(|| format!("loading CelebA from {location:?}"))?;
+        .with_context(|| format!("loading CelebA from {location}"))?;
     println!("CelebA: {} faces, {side} x {side}", data.faces.len());
     let mut failed = Vec::new();
     for attribute in attributes {

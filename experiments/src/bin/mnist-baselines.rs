@@ -73,7 +73,7 @@ fn main() -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let location = data::locate(args.data_dir.as_deref());
     let splits = mnist::load(&location, &candle_core::Device::Cpu)
-        .with_context(|| format!("loading MNIST from {location:?}"))?;
+        .with_context(|| format!("loading MNIST from {location}"))?;
     let n = splits.train.len();
     anyhow::ensure!(
         (2..=n).contains(&args.k),

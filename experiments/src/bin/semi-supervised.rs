@@ -120,7 +120,7 @@ fn load(
     Ok(match dataset {
         Dataset::Mnist => {
             let splits = mnist::load(location, device)
-                .with_context(|| format!("loading MNIST from {location:?}"))?;
+                .with_context(|| format!("loading MNIST from {location}"))?;
             Data {
                 train: splits.train,
                 test: splits.test,
@@ -130,7 +130,7 @@ fn load(
         }
         Dataset::Svhn => {
             let data = svhn::load(location, device)
-                .with_context(|| format!("loading SVHN from {location:?}"))?;
+                .with_context(|| format!("loading SVHN from {location}"))?;
             // Table 5's generator ends in tanh: images in [-1, 1] (App. B.2).
             Data {
                 train: data.train.to_symmetric_range()?,

@@ -150,6 +150,19 @@ pub enum DataLocation {
     Hub,
 }
 
+impl std::fmt::Display for DataLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataLocation::Dir(dir) => write!(f, "{}", dir.display()),
+            DataLocation::Hub => write!(
+                f,
+                "the Hugging Face Hub (no local copy: no --data-dir, no ${DATA_DIR_ENV}, no \
+                 ../shared/data or ./data folder here)"
+            ),
+        }
+    }
+}
+
 /// Environment variable naming the data folder when no `--data-dir` is given.
 pub const DATA_DIR_ENV: &str = "GANEM_DATA_DIR";
 
