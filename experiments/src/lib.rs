@@ -150,8 +150,8 @@ pub fn load_mnist(
 ) -> Result<(ganem_core::data::ImageSet, ganem_core::data::ImageSet)> {
     use ganem_core::data::{self, mnist};
     let location = data::locate(data_dir);
-    let splits = mnist::load(&location, device)
-        .with_context(|| format!("loading MNIST from {location}"))?;
+    let splits =
+        mnist::load(&location, device).with_context(|| format!("loading MNIST from {location}"))?;
     profile_subsets(&splits.train, &splits.test, profile)
 }
 

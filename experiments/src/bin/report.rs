@@ -109,7 +109,13 @@ fn table1(args: &Args) -> Result<()> {
     let md = args.reports.join("table1.md");
     experiments::runs::write_atomically(
         &md,
-        report::table1_markdown(&paper, &cells, &args.profile).as_bytes(),
+        report::table1_markdown(
+            &paper,
+            &cells,
+            &report::read_labels_only(&args.results, &args.profile)?,
+            &args.profile,
+        )
+        .as_bytes(),
     )?;
     let figures = args.reports.join("figures");
     let figure = figures.join("table1.png");

@@ -179,6 +179,51 @@ pub fn read_baselines(dir: &Path) -> Result<Vec<(String, usize, f64)>> {
         .collect())
 }
 
+/// The semi-supervised baseline of one setting: the E-net alone trained on the labelled images
+/// (`semi-supervised --labels-only`, `results/semi_labels_only.csv`), over seeds, in percent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelsOnly {
+    pub dataset: String,
+    pub labels: usize,
+    pub epochs: usize,
+    pub seeds: usize,
+    pub error: ganem_core::summary::Stats,
+}
+
+/// [`LabelsOnly`] per data set, labels and passes, from the rows of `profile`.
+pub fn read_labels_only(dir: &Path, profile: &str) -> Result<Vec<LabelsOnly>> {
+    let path = dir.join("semi_labels_only.csv");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let df = read_csv(&path)?;
+    let dataset = required(texts(&df, "dataset")?, "dataset", &path)?;
+    let labels = required(numbers(&df, "labels")?, "labels", &path)?;
+    let epochs = required(numbers(&df, "epochs")?, "epochs", &path)?;
+    let error = required(numbers(&df, "test_error")?, "test_error", &path)?;
+    let profiles = required(texts(&df, "profile")?, "profile", &path)?;
+    let mut groups: std::collections::BTreeMap<(String, usize, usize), Vec<f64>> =
+        Default::default();
+    for i in (0..df.height()).filter(|&i| profiles[i] == profile) {
+        groups
+            .entry((dataset[i].clone(), labels[i] as usize, epochs[i] as usize))
+            .or_default()
+            .push(100.0 * error[i]);
+    }
+    Ok(groups
+        .into_iter()
+        .filter_map(|((dataset, labels, epochs), errors)| {
+            Some(LabelsOnly {
+                dataset,
+                labels,
+                epochs,
+                seeds: errors.len(),
+                error: ganem_core::summary::Stats::of(&errors)?,
+            })
+        })
+        .collect())
+}
+
 /// A percentage with its ± when there is one.
 pub(crate) fn percent(value: f64, std: Option<f64>) -> String {
     match std {
@@ -458,8 +503,27 @@ mod tests {
         let written = std::fs::read_to_string(dir.join("table1.csv")).unwrap();
         let k30_line = written.lines().find(|l| l.contains(",30,")).unwrap();
         assert!(k30_line.contains("3.97,0.37,,,,,,0,"), "{k30_line}");
-        let md = table1_markdown(&paper, &cells, "fast");
+        let md = table1_markdown(&paper, &cells, &[], "fast");
         assert!(md.contains("**ours 11.00 ± 1.00** (2 runs)"), "{md}");
+        assert!(!md.contains("labels alone"));
+        // The labels-only baseline: seeds of one profile and number of passes together.
+        std::fs::write(
+            dir.join("semi_labels_only.csv"),
+            "dataset,labels,profile,seed,epochs,test_error,labelled_error,seconds,protocol\n\
+             svhn,1000,fast,1,200,0.40,0,1,p\nsvhn,1000,fast,2,200,0.38,0,1,p\n\
+             svhn,1000,paper,1,200,0.10,0,1,p\nmnist,100,fast,1,50,0.3,0,1,p\n",
+        )
+        .unwrap();
+        let alone = read_labels_only(&dir, "fast").unwrap();
+        assert_eq!(alone.len(), 2);
+        let svhn = alone.iter().find(|a| a.dataset == "svhn").unwrap();
+        assert_eq!((svhn.labels, svhn.epochs, svhn.seeds), (1000, 200, 2));
+        assert!((svhn.error.mean - 39.0).abs() < 1e-9);
+        let md = table1_markdown(&paper, &cells, &alone, "fast");
+        assert!(
+            md.contains("| SVHN (1000 labels) | 39.00 ± 1.41 (2 seeds, 200 passes) | *missing* |"),
+            "{md}"
+        );
         assert!(md.contains("ours: *missing*"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

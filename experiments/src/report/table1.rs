@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{percent, read_baselines, read_summary, PaperCell};
+use super::{percent, read_baselines, read_summary, LabelsOnly, PaperCell};
 use crate::plots;
 
 /// Where our number for a column of Table 1 comes from.
@@ -176,7 +176,12 @@ pub fn table1_cells_markdown(cells: &[ComparedCell]) -> String {
 }
 
 /// The paper's Table 1, every row and column, with our number under each cell we reproduce.
-pub fn table1_markdown(paper: &[PaperCell], cells: &[ComparedCell], profile: &str) -> String {
+pub fn table1_markdown(
+    paper: &[PaperCell],
+    cells: &[ComparedCell],
+    labels_only: &[LabelsOnly],
+    profile: &str,
+) -> String {
     let columns = [
         "MNIST (unsupervised)",
         "MNIST (100 labels)",
@@ -237,6 +242,39 @@ pub fn table1_markdown(paper: &[PaperCell], cells: &[ComparedCell], profile: &st
     }
     let _ = writeln!(md, "\n## Our cells\n");
     md += &table1_cells_markdown(cells);
+    if !labels_only.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## The E-net on the labels alone\n\n\
+             What GAN-EM's generated images add: the same E-net (profile `{profile}`) trained on \
+             the same labelled images only, for the number of passes shown \
+             (`semi-supervised --labels-only`, `results/semi_labels_only.csv`), beside GAN-EM. \
+             Not in the paper.\n\n\
+             | Setting | E-net on the labels alone | GAN-EM (ours) |\n|---|---|---|"
+        );
+        for alone in labels_only {
+            let column = format!("{} ({} labels)", alone.dataset.to_uppercase(), alone.labels);
+            let ours = cells
+                .iter()
+                .find(|c| c.method == "GAN-EM" && c.column == column)
+                .and_then(|c| {
+                    c.our_error
+                        .map(|e| percent(e, c.our_std.filter(|_| c.runs > 1)))
+                })
+                .unwrap_or_else(|| "*missing*".into());
+            let _ = writeln!(
+                md,
+                "| {column} | {} ({} seed{}, {} passes) | {ours} |",
+                percent(
+                    alone.error.mean,
+                    Some(alone.error.std).filter(|_| alone.seeds > 1)
+                ),
+                alone.seeds,
+                if alone.seeds == 1 { "" } else { "s" },
+                alone.epochs
+            );
+        }
+    }
     let _ = writeln!(md, "\n## Reading\n");
     let _ = writeln!(
         md,
