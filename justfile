@@ -1,10 +1,12 @@
 # GAN-EM experiments. `just --list` shows the recipes.
 
 seeds := "1,2,3"
+# Extra cargo flags for every build, e.g. `just features="--features cuda" reproduce table1 paper`.
+features := ""
 
 # Build everything in release mode (training is unusable without optimisation).
 build:
-    cargo build --release
+    cargo build --release {{features}}
 
 # The test suite (the same command CI runs).
 test:
@@ -16,19 +18,19 @@ ci:
 
 # GAN-EM clustering of MNIST: K clusters, a profile (fast, paper, ci or a TOML path), seeds.
 mnist-cluster k="10" profile="fast" seeds=seeds:
-    cargo run --release --bin mnist-cluster -- --k {{k}} --profile {{profile}} --seeds {{seeds}}
+    cargo run --release {{features}} --bin mnist-cluster -- --k {{k}} --profile {{profile}} --seeds {{seeds}}
 
 # Semi-supervised classification: `just semi mnist 100`, `just semi svhn 1000`.
 semi dataset="mnist" labels="100" profile="fast" seeds=seeds:
-    cargo run --release --bin semi-supervised -- --dataset {{dataset}} --labels {{labels}} --profile {{profile}} --seeds {{seeds}}
+    cargo run --release {{features}} --bin semi-supervised -- --dataset {{dataset}} --labels {{labels}} --profile {{profile}} --seeds {{seeds}}
 
 # k-means and GMM on raw pixels (Table 1, first two rows).
 mnist-baselines:
-    cargo run --release --bin mnist-baselines -- --seed 1
+    cargo run --release {{features}} --bin mnist-baselines -- --seed 1
 
 # Each recipe choice of the fast profile switched alone (configs/mnist-cluster/ablation.toml).
 ablation seeds=seeds:
-    cargo build --release
+    cargo build --release {{features}}
     ./target/release/mnist-ablation --seeds {{seeds}}
 
 # Reproduce a table with its report, e.g. `just reproduce table1 fast 1,2,3`; finished runs are skipped.
@@ -37,7 +39,7 @@ reproduce table profile="fast" seeds=seeds:
     set -euo pipefail
     case "{{table}}" in
       table1)
-        cargo build --release
+        cargo build --release {{features}}
         [ -f results/mnist_baselines.csv ] || ./target/release/mnist-baselines --seed 1
         for k in 10 20 30; do
           ./target/release/mnist-cluster --k $k --profile {{profile}} --seeds {{seeds}}
@@ -47,7 +49,7 @@ reproduce table profile="fast" seeds=seeds:
         ./target/release/semi-supervised --dataset svhn --labels 1000 --profile {{profile}} --seeds {{seeds}}
         ./target/release/report table1 --profile {{profile}} ;;
       table2|table3)
-        cargo build --release
+        cargo build --release {{features}}
         ./target/release/celeba --attribute all --labels 0 --profile {{profile}} --seeds {{seeds}}
         ./target/release/celeba --attribute all --labels 100 --profile {{profile}} --seeds {{seeds}}
         ./target/release/report table2 --profile {{profile}} ;;
@@ -56,11 +58,11 @@ reproduce table profile="fast" seeds=seeds:
 
 # The paper's table beside our finished runs (results/table1.csv, reports/table1.md, figures).
 report table="table1" profile="fast":
-    cargo run --release --bin report -- {{table}} --profile {{profile}}
+    cargo run --release {{features}} --bin report -- {{table}} --profile {{profile}}
 
 # Fig. 4: E-net features with k = 2, 100, 1000 (unsupervised) and 1000 (supervised), t-SNE maps.
 dimred profile="fast" seeds=seeds:
-    cargo build --release
+    cargo build --release {{features}}
     ./target/release/dimred --k-dim 2 --profile {{profile}} --seeds {{seeds}}
     ./target/release/dimred --k-dim 100 --profile {{profile}} --seed 1
     ./target/release/dimred --k-dim 1000 --profile {{profile}} --seed 1

@@ -17,9 +17,7 @@ fn mnist_cluster(name: &str, args: &[&str]) -> (bool, String, Vec<PathBuf>) {
 }
 
 fn run(binary: &str, name: &str, args: &[&str]) -> (bool, String, Vec<PathBuf>) {
-    let dir = std::env::temp_dir().join(format!("ganem-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir(name);
     let mut cmd = Command::new(binary);
     cmd.current_dir(&dir).env("RUST_BACKTRACE", "0").args(args);
     if let Some(data) = data_dir() {
@@ -113,6 +111,14 @@ fn a_run_whose_losses_explode_stops_as_diverged() {
     );
 }
 
+/// An empty folder of this test process under the system's temporary folder.
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ganem-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A quick `ci` clustering run in `dir`; returns (success, stdout and stderr).
 fn small_run_in(dir: &Path, data: &Path, extra: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mnist-cluster"))
@@ -143,9 +149,7 @@ fn a_cut_off_run_goes_on_from_its_checkpoint_when_run_again() {
         eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
         return;
     };
-    let dir = std::env::temp_dir().join(format!("ganem-cli-cut-off-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("cut-off");
     // A run of 2 iterations cut off after its first: what the disk holds is that of a run of 1.
     let (ok, text) = small_run_in(&dir, &data, &["--iterations", "1"]);
     assert!(ok, "{text}");
@@ -181,9 +185,7 @@ fn a_run_recorded_by_an_earlier_version_can_be_extended() {
         eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
         return;
     };
-    let dir = std::env::temp_dir().join(format!("ganem-cli-extend-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("extend");
     let cluster = |extra: &[&str]| small_run_in(&dir, &data, extra);
     let (ok, text) = cluster(&["--iterations", "1"]);
     assert!(ok, "{text}");
@@ -231,9 +233,7 @@ fn the_labels_only_baseline_files_a_row_per_seed() {
         eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
         return;
     };
-    let dir = std::env::temp_dir().join(format!("ganem-cli-labels-only-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("labels-only");
     let semi = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_semi-supervised"))
             .current_dir(&dir)
