@@ -61,3 +61,97 @@ fn vector_isa() -> &'static str {
     }
     "other"
 }
+
+/// EM iterations `first_iteration..=last_iteration` of a resumed run, produced by an earlier
+/// process than the one that finished it (another build, library or thread count).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Stretch {
+    pub first_iteration: usize,
+    pub last_iteration: usize,
+    pub provenance: Provenance,
+}
+
+/// What produced iterations 1..=`resumed_at` of a run resumed there, oldest first, from its
+/// earlier record (`earlier` stretches, then `provenance` up to `recorded_iterations`), with
+/// the stretches that `current` also describes at the end dropped: a run resumed by the same
+/// kind of process lists none.
+pub fn stretches_before(
+    earlier: &[Stretch],
+    provenance: &Provenance,
+    recorded_iterations: usize,
+    resumed_at: usize,
+    current: &Provenance,
+) -> Vec<Stretch> {
+    let mut stretches: Vec<Stretch> = earlier
+        .iter()
+        .filter(|s| s.first_iteration <= resumed_at)
+        .map(|s| Stretch {
+            last_iteration: s.last_iteration.min(resumed_at),
+            ..s.clone()
+        })
+        .collect();
+    let first = stretches.last().map_or(1, |s| s.last_iteration + 1);
+    let last = recorded_iterations.min(resumed_at);
+    if first <= last {
+        stretches.push(Stretch {
+            first_iteration: first,
+            last_iteration: last,
+            provenance: provenance.clone(),
+        });
+    }
+    while stretches.last().is_some_and(|s| &s.provenance == current) {
+        stretches.pop();
+    }
+    stretches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn made_by(library: &str, threads: usize) -> Provenance {
+        Provenance {
+            product_library: library.into(),
+            threads,
+            ..Provenance::of_this_process()
+        }
+    }
+
+    fn stretch(first: usize, last: usize, provenance: &Provenance) -> Stretch {
+        Stretch {
+            first_iteration: first,
+            last_iteration: last,
+            provenance: provenance.clone(),
+        }
+    }
+
+    /// A run of 45 iterations by OpenBLAS with 2 threads, extended by gemm with 1 thread,
+    /// lists the first 45 as an earlier stretch; extended again by gemm, still only those 45;
+    /// resumed at 30 of the 45 (a later checkpoint lost), only 1-30.
+    #[test]
+    fn a_resumed_run_keeps_what_produced_its_earlier_iterations() {
+        let openblas = made_by("openblas", 2);
+        let gemm = made_by("gemm", 1);
+        assert_eq!(
+            stretches_before(&[], &openblas, 45, 45, &gemm),
+            vec![stretch(1, 45, &openblas)]
+        );
+        let earlier = [stretch(1, 45, &openblas)];
+        assert_eq!(
+            stretches_before(&earlier, &gemm, 80, 80, &gemm),
+            vec![stretch(1, 45, &openblas)]
+        );
+        assert_eq!(
+            stretches_before(&earlier, &gemm, 80, 30, &gemm),
+            vec![stretch(1, 30, &openblas)]
+        );
+        assert_eq!(
+            stretches_before(&[], &openblas, 45, 45, &openblas),
+            Vec::<Stretch>::new()
+        );
+        assert_eq!(
+            stretches_before(&earlier, &gemm, 80, 80, &openblas),
+            vec![stretch(1, 45, &openblas), stretch(46, 80, &gemm)]
+        );
+    }
+}

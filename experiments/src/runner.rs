@@ -18,7 +18,7 @@ use ganem_core::Error;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::provenance::Provenance;
+use crate::provenance::{stretches_before, Provenance};
 use crate::runs::{parse_seeds, restatus, run_stem, write_summary, FinalScores, RunRecord};
 use crate::{check_memory, load_profile, read_rows, Bars, CsvOut};
 
@@ -348,19 +348,32 @@ impl Experiment<'_> {
                 "{stem}: cut off earlier; going on from its checkpoint (--force starts afresh)"
             );
         }
+        let this_process = Provenance::of_this_process();
+        let mut earlier_provenance = Vec::new();
         if args.resume || cut_off {
             // A run recorded before a setting was added stored the fingerprint of its time in
             // its checkpoint; its record shows it is the same recipe.
             let mut saved_as = identity.clone();
+            let mut earlier_record = None;
             if record_path.exists() {
                 let record = RunRecord::read(&record_path)?;
                 if record.is_run(&identity) {
-                    saved_as.profile_hash = record.identity.profile_hash;
+                    saved_as.profile_hash = record.identity.profile_hash.clone();
+                    earlier_record = Some(record);
                 }
             }
             model
                 .resume(&checkpoints, &saved_as, self.train)
                 .with_context(|| format!("resuming from {}", checkpoints.display()))?;
+            if let Some(record) = earlier_record {
+                earlier_provenance = stretches_before(
+                    &record.earlier_provenance,
+                    &record.provenance,
+                    record.iterations,
+                    model.iteration,
+                    &this_process,
+                );
+            }
             // An interrupted run's rows are in the partial file; a finished run's in the CSV.
             let partial = CsvOut::partial_path(&csv_path);
             let earlier: Vec<R> = read_rows(if partial.exists() {
@@ -448,7 +461,8 @@ impl Experiment<'_> {
             scores: last.scores(),
             seconds: last.seconds(),
             settings: serde_json::to_value(self.profile)?,
-            provenance: Provenance::of_this_process(),
+            provenance: this_process,
+            earlier_provenance,
         };
         let record_path = record.write(&args.out, &stem)?;
         println!("wrote {} and {}", written.display(), record_path.display());

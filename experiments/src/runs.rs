@@ -9,7 +9,7 @@ use ganem_core::em::{RunIdentity, RunStatus};
 use ganem_core::summary::Stats;
 use serde::{Deserialize, Serialize};
 
-use crate::provenance::Provenance;
+use crate::provenance::{Provenance, Stretch};
 
 /// Parses a seed list such as `1,2,3` or `1-5`.
 pub fn parse_seeds(text: &str) -> Result<Vec<u64>> {
@@ -95,7 +95,13 @@ pub struct RunRecord {
     pub seconds: f64,
     /// The profile's settings as the run used them (after overrides), as JSON.
     pub settings: serde_json::Value,
+    /// What produced the run's iterations after those in `earlier_provenance` (all of them
+    /// for a run that one kind of process ran from start to end).
     pub provenance: Provenance,
+    /// What produced the earlier iterations of a run resumed by another build, product
+    /// library or thread count, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_provenance: Vec<Stretch>,
 }
 
 impl RunRecord {
@@ -415,6 +421,7 @@ mod tests {
             seconds: 60.0,
             settings: serde_json::Value::Null,
             provenance: Provenance::of_this_process(),
+            earlier_provenance: Vec::new(),
         }
     }
 
