@@ -9,6 +9,15 @@ fn main() {
     if let Some(commit) = commit {
         println!("cargo:rustc-env=GANEM_GIT_COMMIT={}", commit.trim());
     }
-    println!("cargo:rerun-if-changed=../.git/HEAD");
-    println!("cargo:rerun-if-changed=../.git/refs/heads");
+    // Any edit to the sources or profiles can turn a clean tree dirty, so it re-runs this too.
+    for path in [
+        "../.git/HEAD",
+        "../.git/refs/heads",
+        "../.git/index",
+        "src",
+        "../ganem-core/src",
+        "../configs",
+    ] {
+        println!("cargo:rerun-if-changed={path}");
+    }
 }
