@@ -37,6 +37,11 @@ const BUILTIN_PROFILES: &[(&str, &str, &str, &str)] = &[
     builtin!("mnist-cluster", "paper", "mnist-cluster/paper.toml"),
     builtin!("mnist-cluster", "fast", "mnist-cluster/fast.toml"),
     builtin!("mnist-cluster", "fast-v1", "mnist-cluster/fast-v1.toml"),
+    builtin!(
+        "mnist-cluster",
+        "short-rounds",
+        "mnist-cluster/short-rounds.toml"
+    ),
     builtin!("mnist-cluster", "ci", "mnist-cluster/ci.toml"),
     builtin!(
         "semi-supervised/mnist",
@@ -80,6 +85,22 @@ pub struct LoadedProfile {
 /// applies `overrides` (`section.key=value`, the value in TOML syntax, a bare word read as a
 /// string), then checks every setting.
 pub fn load_profile(experiment: &str, name: &str, overrides: &[String]) -> Result<LoadedProfile> {
+    load_profile_for_labels(experiment, name, None, overrides)
+}
+
+/// The key of a profile's settings for one number of labelled images: a table
+/// `[for_labels.N.section]` is laid over the profile's own settings in runs with N labels.
+const FOR_LABELS: &str = "for_labels";
+
+/// [`load_profile`] for a run with `labels` labelled images: the profile's `[for_labels.N]`
+/// settings for that number come first, then `overrides`. The settings for every other number
+/// are checked too, so a mistake in them fails before any run starts.
+pub fn load_profile_for_labels(
+    experiment: &str,
+    name: &str,
+    labels: Option<usize>,
+    overrides: &[String],
+) -> Result<LoadedProfile> {
     let (text, origin) = if let Some((_, _, path, text)) = BUILTIN_PROFILES
         .iter()
         .find(|(e, n, _, _)| *e == experiment && *n == name)
@@ -99,24 +120,73 @@ pub fn load_profile(experiment: &str, name: &str, overrides: &[String]) -> Resul
             known.join(", ")
         )
     };
-    if overrides.is_empty() {
+    let mut table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("configuration {}", origin.display()))?;
+    let per_labels = table.remove(FOR_LABELS);
+    if per_labels.is_none() && overrides.is_empty() {
+        // Parsed from the text itself, so that errors point at its lines.
         let profile = Profile::from_toml(&text, &origin)?;
         return Ok(LoadedProfile {
             profile,
             label: name.to_string(),
         });
     }
-    let mut table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("configuration {}", origin.display()))?;
+    if let Some(per_labels) = per_labels {
+        let per_labels = per_labels.as_table().with_context(|| {
+            format!(
+                "configuration {}: '{FOR_LABELS}' must hold tables such as \
+                 [{FOR_LABELS}.1000.semi]",
+                origin.display()
+            )
+        })?;
+        let mut chosen = None;
+        for (count, settings) in per_labels {
+            let context = || format!("configuration {}, [{FOR_LABELS}.{count}]", origin.display());
+            let count = count
+                .parse::<usize>()
+                .with_context(|| format!("{}: '{count}' is not a number of labels", context()))?;
+            let settings = settings
+                .as_table()
+                .with_context(|| format!("{}: not a table of settings", context()))?;
+            let mut merged = table.clone();
+            merge_tables(&mut merged, settings);
+            Profile::from_toml(&toml::to_string(&merged)?, &origin).with_context(context)?;
+            if labels == Some(count) {
+                chosen = Some(merged);
+            }
+        }
+        if let Some(merged) = chosen {
+            table = merged;
+        }
+    }
     for setting in overrides {
         apply_override(&mut table, setting)?;
     }
-    let profile = Profile::from_toml(&toml::to_string(&table)?, &origin)
-        .with_context(|| format!("with --set {}", overrides.join(" --set ")))?;
+    let parsed = Profile::from_toml(&toml::to_string(&table)?, &origin);
+    if overrides.is_empty() {
+        return Ok(LoadedProfile {
+            profile: parsed?,
+            label: name.to_string(),
+        });
+    }
     Ok(LoadedProfile {
-        profile,
+        profile: parsed.with_context(|| format!("with --set {}", overrides.join(" --set ")))?,
         label: format!("{name}[{}]", overrides.join(",")),
     })
+}
+
+/// Lays `settings` over `table`, section by section.
+fn merge_tables(table: &mut toml::Table, settings: &toml::Table) {
+    for (key, value) in settings {
+        match (table.get_mut(key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(more)) => {
+                merge_tables(inner, more)
+            }
+            _ => {
+                table.insert(key.clone(), value.clone());
+            }
+        }
+    }
 }
 
 fn apply_override(table: &mut toml::Table, setting: &str) -> Result<()> {
@@ -384,6 +454,48 @@ mod tests {
         };
         assert_eq!(hash("mnist-cluster", "fast"), "ac1f107615f6e91b");
         assert_eq!(hash("semi-supervised/mnist", "fast"), "d8da70f2bd0c6c38");
+    }
+
+    /// A profile's `[for_labels.N]` settings reach runs with N labels only, and a mistake in
+    /// the settings for another number fails all the same.
+    #[test]
+    fn settings_for_a_number_of_labels_apply_to_that_number_only() {
+        let base = include_str!("../../configs/semi-supervised/mnist-fast.toml");
+        let dir = std::env::temp_dir().join(format!("ganem-for-labels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("profile.toml");
+        let write = |extra: &str| {
+            let text = format!("{}\n{extra}", base.split("[for_labels").next().unwrap());
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_string()
+        };
+        let name = write("[for_labels.1000.semi]\ne_step_labelled_batch = 48\n");
+        let load = |labels| {
+            load_profile_for_labels("semi-supervised/mnist", &name, labels, &[])
+                .unwrap()
+                .profile
+        };
+        assert_eq!(load(Some(1000)).semi.e_step_labelled_batch, 48);
+        assert_eq!(load(Some(100)).semi.e_step_labelled_batch, 0);
+        assert_eq!(load(None).semi.e_step_labelled_batch, 0);
+        assert_eq!(load(Some(100)).fingerprint(), load(None).fingerprint());
+        assert_ne!(load(Some(1000)).fingerprint(), load(None).fingerprint());
+        let sets = ["semi.e_step_labelled_batch=8".to_string()];
+        let overridden =
+            load_profile_for_labels("semi-supervised/mnist", &name, Some(1000), &sets).unwrap();
+        assert_eq!(overridden.profile.semi.e_step_labelled_batch, 8);
+
+        let name = write("[for_labels.1000.semi]\nlabelled_error_target = 2.0\n");
+        let error = load_profile_for_labels("semi-supervised/mnist", &name, Some(100), &[])
+            .err()
+            .expect("a bad setting for 1000 labels fails a run with 100");
+        assert!(
+            format!("{error:#}").contains("[for_labels.1000]"),
+            "{error:#}"
+        );
+        let name = write("[for_labels.many.semi]\ne_step_labelled_batch = 48\n");
+        assert!(load_profile_for_labels("semi-supervised/mnist", &name, Some(100), &[]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::provenance::{stretches_before, Provenance};
 use crate::runs::{parse_seeds, restatus, run_stem, write_summary, FinalScores, RunRecord};
-use crate::{check_memory, load_profile, read_rows, Bars, CsvOut};
+use crate::{check_memory, load_profile_for_labels, read_rows, Bars, CsvOut};
 
 /// Command-line options every experiment binary takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -73,7 +73,17 @@ impl CommonArgs {
     /// The profile with overrides and `--iterations` applied and every setting checked, and
     /// the label its results are filed under.
     pub fn profile(&self, experiment: &str) -> Result<(Profile, String)> {
-        let loaded = load_profile(experiment, &self.profile, &self.overrides)?;
+        self.profile_for_labels(experiment, None)
+    }
+
+    /// [`Self::profile`] for runs with `labels` labelled images: with the profile's settings
+    /// for that number (`[for_labels.N]`), if it has any.
+    pub fn profile_for_labels(
+        &self,
+        experiment: &str,
+        labels: Option<usize>,
+    ) -> Result<(Profile, String)> {
+        let loaded = load_profile_for_labels(experiment, &self.profile, labels, &self.overrides)?;
         let (mut profile, label) = (loaded.profile, loaded.label);
         if let Some(n) = self.iterations {
             profile.em.iterations = n;

@@ -110,7 +110,7 @@ struct AttributeRow {
 fn main() -> Result<()> {
     let args = Args::parse();
     let common = &args.common;
-    let (profile, label) = common.profile("celeba")?;
+    let (profile, label) = common.profile_for_labels("celeba", Some(args.labels))?;
     let seeds = common.seed_list()?;
     let attributes = attributes(&args.attribute)?;
     anyhow::ensure!(

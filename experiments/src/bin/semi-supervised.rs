@@ -149,7 +149,8 @@ fn main() -> Result<()> {
         Dataset::Mnist => "mnist",
         Dataset::Svhn => "svhn",
     };
-    let (profile, label) = common.profile(&format!("semi-supervised/{name}"))?;
+    let (profile, label) =
+        common.profile_for_labels(&format!("semi-supervised/{name}"), Some(args.labels))?;
     let seeds = common.seed_list()?;
     let classes = 10;
     anyhow::ensure!(
