@@ -14,7 +14,9 @@ use crate::plots;
 pub mod celeba;
 mod table1;
 use crate::runs::SummaryRow;
-pub use table1::{table1, table1_cells_markdown, table1_figure, table1_markdown, ComparedCell};
+pub use table1::{
+    table1, table1_cells_markdown, table1_figure, table1_markdown, ComparedCell, Table1Profiles,
+};
 
 /// A cell of a table as the paper prints it (error in percent).
 #[derive(Debug, Clone, PartialEq)]
@@ -251,11 +253,17 @@ pub fn replace_block(text: &str, name: &str, content: &str) -> Result<String> {
 }
 
 /// Test error per EM iteration of every run (one line per seed) of each of our Table 1
-/// summaries of `profile`: `reports/figures/curves_{summary}_{dataset}_labels{N}_k{K}.png`.
-/// Returns the files written.
-pub fn learning_curves(results: &Path, figures: &Path, profile: &str) -> Result<Vec<PathBuf>> {
+/// summaries of `profiles`:
+/// `reports/figures/curves_{summary}_{dataset}_labels{N}_k{K}_{profile}.png`. Returns the files
+/// written.
+pub fn learning_curves(
+    results: &Path,
+    figures: &Path,
+    profiles: &Table1Profiles,
+) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for summary in ["mnist_cluster", "semi"] {
+        let profile = profiles.for_summary(summary);
         for line in read_summary(results, summary)? {
             if line.profile != profile {
                 continue;
@@ -482,7 +490,8 @@ mod tests {
         )
         .unwrap();
         let paper = read_paper(&repository().join("results/paper/table1_mnist_svhn.csv")).unwrap();
-        let cells = table1(&paper, &dir, "fast").unwrap();
+        let fast = Table1Profiles::same("fast");
+        let cells = table1(&paper, &dir, &fast).unwrap();
         assert_eq!(cells.len(), 8, "GAN-EM's six cells and the two baselines");
         let k10 = cells
             .iter()
@@ -494,7 +503,16 @@ mod tests {
         let k30 = cells.iter().find(|c| c.k == Some(30)).unwrap();
         assert_eq!((k30.our_error, k30.runs), (None, 0));
         // Another profile's runs do not fill the cells.
-        assert!(table1(&paper, &dir, "paper")
+        assert!(table1(&paper, &dir, &Table1Profiles::same("paper"))
+            .unwrap()
+            .iter()
+            .all(|c| c.our_error.is_none()));
+        // The clustering cells follow the clustering profile alone.
+        let split = Table1Profiles {
+            clustering: "paper".into(),
+            semi_supervised: "fast".into(),
+        };
+        assert!(table1(&paper, &dir, &split)
             .unwrap()
             .iter()
             .all(|c| c.our_error.is_none()));
@@ -503,7 +521,7 @@ mod tests {
         let written = std::fs::read_to_string(dir.join("table1.csv")).unwrap();
         let k30_line = written.lines().find(|l| l.contains(",30,")).unwrap();
         assert!(k30_line.contains("3.97,0.37,,,,,,0,"), "{k30_line}");
-        let md = table1_markdown(&paper, &cells, &[], "fast");
+        let md = table1_markdown(&paper, &cells, &[], &fast);
         assert!(md.contains("**ours 11.00 ± 1.00** (2 runs)"), "{md}");
         assert!(!md.contains("labels alone"));
         // The labels-only baseline: seeds of one profile and number of passes together.
@@ -519,7 +537,7 @@ mod tests {
         let svhn = alone.iter().find(|a| a.dataset == "svhn").unwrap();
         assert_eq!((svhn.labels, svhn.epochs, svhn.seeds), (1000, 200, 2));
         assert!((svhn.error.mean - 39.0).abs() < 1e-9);
-        let md = table1_markdown(&paper, &cells, &alone, "fast");
+        let md = table1_markdown(&paper, &cells, &alone, &fast);
         assert!(
             md.contains("| SVHN (1000 labels) | 39.00 ± 1.41 (2 seeds, 200 passes) | *missing* |"),
             "{md}"
