@@ -83,6 +83,24 @@ fn bad_settings_fail_naming_the_setting_and_write_nothing() {
     }
 }
 
+/// Without --profile, mnist-cluster runs its best measured recipe and dimred, built on the
+/// clustering profiles, `fast`: the run a missing checkpoint names says which.
+#[test]
+fn each_binary_has_its_default_profile() {
+    if data_dir().is_none() {
+        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+        return;
+    }
+    let (ok, stderr, _) = mnist_cluster("default-profile", &["--resume"]);
+    assert!(
+        !ok && stderr.contains("mnist_cluster_short-rounds_k10_seed1"),
+        "{stderr}"
+    );
+    let dimred = env!("CARGO_BIN_EXE_dimred");
+    let (ok, stderr, _) = run(dimred, "default-profile-dimred", &["--resume"]);
+    assert!(!ok && stderr.contains("dimred_mnist_fast_"), "{stderr}");
+}
+
 #[test]
 fn a_run_whose_losses_explode_stops_as_diverged() {
     if data_dir().is_none() {
