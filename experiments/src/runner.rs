@@ -25,9 +25,9 @@ use crate::{check_memory, load_profile_for_labels, read_rows, Bars, CsvOut};
 /// Command-line options every experiment binary takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// Training profile: `fast` (this CPU; mnist-cluster's default is `short-rounds`, its best
-    /// recipe measured), `paper` (the paper as written), `ci` (a few minutes), or a path to a
-    /// TOML file of the same form. [default: fast]
+    /// Training profile: `fast` (this CPU), `short-rounds` (clustering's best recipe
+    /// measured), `paper` (the paper as written), `ci` (a few minutes), or a path to a TOML
+    /// file of the same form. [default: short-rounds for mnist-cluster, fast for the others]
     #[arg(long)]
     pub profile: Option<String>,
     /// Change one setting of the profile, e.g. `--set em.enet_batch_norm=batch` (repeatable;
