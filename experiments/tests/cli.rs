@@ -281,3 +281,52 @@ fn the_labels_only_baseline_files_a_row_per_seed() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// CelebA's labels-only baseline files a row per attribute and seed, better than chance on
+/// a visually strong attribute; without labels it is refused before any data is read.
+#[test]
+fn the_celeba_labels_only_baseline_files_a_row_per_attribute_and_seed() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    if !data.join("celeba").is_dir() {
+        eprintln!("skipped: no local CelebA");
+        return;
+    }
+    let dir = scratch_dir("celeba-labels-only");
+    let celeba = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_celeba"))
+            .current_dir(&dir)
+            .env("RUST_BACKTRACE", "0")
+            .args([
+                "--attribute",
+                "Eyeglasses",
+                "--profile",
+                "ci",
+                "--seeds",
+                "1,2",
+            ])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let out = celeba(&["--labels-only", "30"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --labels 100"));
+    assert!(!dir.join("results").exists());
+    let out = celeba(&["--labels", "100", "--labels-only", "30"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = std::fs::read_to_string(dir.join("results/celeba_labels_only.csv")).unwrap();
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    for row in rows {
+        assert!(row.starts_with("celeba:Eyeglasses,100,ci,"), "{table}");
+        let test_error: f64 = row.split(',').nth(5).unwrap().parse().unwrap();
+        assert!(test_error < 0.4, "{table}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

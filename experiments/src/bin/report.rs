@@ -123,7 +123,7 @@ fn table1(args: &Args) -> Result<()> {
         report::table1_markdown(
             &paper,
             &cells,
-            &report::read_labels_only(&args.results, &args.profile)?,
+            &report::read_labels_only(&args.results.join("semi_labels_only.csv"), &args.profile)?,
             &profiles,
         )
         .as_bytes(),

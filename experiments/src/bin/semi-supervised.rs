@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
+use experiments::labels_only::{self, Baseline};
 use experiments::runner::{CommonArgs, Experiment, IterationRow};
-use experiments::Bars;
 use ganem_core::data::{self, balanced_subset, mnist, svhn, ImageSet};
 use ganem_core::em::{GanEm, RunStatus};
 use ganem_core::metrics::{classification_error, score};
@@ -88,20 +88,6 @@ impl IterationRow for Row {
             self.training(),
         )
     }
-}
-
-/// The E-net trained on the labelled images alone: what GAN-EM's generated images add to.
-#[derive(Serialize, Deserialize)]
-struct LabelsOnlyRow {
-    dataset: String,
-    labels: usize,
-    profile: String,
-    seed: u64,
-    epochs: usize,
-    test_error: f64,
-    labelled_error: f64,
-    seconds: f64,
-    protocol: String,
 }
 
 /// The training pool, the evaluation set and the protocol that split them.
@@ -189,44 +175,33 @@ fn main() -> Result<()> {
         train: &train,
         device: &device,
     };
-    let label_images = |model: &mut GanEm, seed: u64| -> Result<()> {
+    // The labelled images of a seed: the same for GAN-EM and for the baseline.
+    let labelled_of = |seed: u64| -> Result<ImageSet> {
         let chosen = balanced_subset(&train.labels, classes, args.labels / classes, seed)?;
-        let labelled = train.select(&chosen)?;
-        model.set_labelled(labelled.images, &labelled.labels)?;
-        Ok(())
+        Ok(train.select(&chosen)?)
     };
     if let Some(epochs) = args.labels_only {
-        anyhow::ensure!(epochs >= 1, "--labels-only 0: give at least one pass");
-        let mut rows = Vec::new();
-        for &seed in &seeds {
-            let started = std::time::Instant::now();
-            let mut model = GanEm::new(&profile, classes, data.shape, train.len(), seed, &device)?;
-            label_images(&mut model, seed)?;
-            model.fit_supervised(epochs, &mut Bars::new())?;
-            let row = LabelsOnlyRow {
-                dataset: name.into(),
-                labels: args.labels,
-                profile: label.clone(),
-                seed,
-                epochs,
-                test_error: classification_error(&model.predict(&test.images)?, &test.labels),
-                labelled_error: model.labelled_error()?.unwrap_or(f64::NAN),
-                seconds: started.elapsed().as_secs_f64(),
-                protocol: data.protocol.to_string(),
-            };
-            println!(
-                "{name}, {} labels only, seed {seed}: test error {:.4} (labelled {:.3}) after \
-                 {epochs} passes, {:.0} s",
-                args.labels, row.test_error, row.labelled_error, row.seconds
-            );
-            rows.push(row);
-        }
-        let same = |a: &LabelsOnlyRow, b: &LabelsOnlyRow| {
-            (&a.dataset, a.labels, &a.profile, a.seed, a.epochs)
-                == (&b.dataset, b.labels, &b.profile, b.seed, b.epochs)
+        let baseline = Baseline {
+            dataset: name.into(),
+            profile: &profile,
+            label: &label,
+            clusters: classes,
+            image: data.shape,
+            train_len: train.len(),
+            epochs,
+            protocol: data.protocol.to_string(),
+            device: &device,
         };
-        return experiments::merge_rows(&common.out.join("semi_labels_only.csv"), rows, same);
+        let rows = seeds
+            .iter()
+            .map(|&seed| baseline.run(seed, labelled_of(seed)?, &test))
+            .collect::<Result<Vec<_>>>()?;
+        return labels_only::file_rows(&common.out.join("semi_labels_only.csv"), rows);
     }
+    let label_images = |model: &mut GanEm, seed: u64| -> Result<()> {
+        let labelled = labelled_of(seed)?;
+        Ok(model.set_labelled(labelled.images, &labelled.labels)?)
+    };
     experiment.run_seeds(&seeds, label_images, |model, stats, seconds| {
         let predicted = model.predict(&test.images)?;
         let scores = score(&predicted, &test.labels, classes, test.classes);

@@ -29,6 +29,10 @@ pub struct AttributeCell {
     pub our_semi_std: Option<f64>,
     pub runs_semi: usize,
     pub collapsed_semi: usize,
+    /// The E-net trained on the same 100 labelled faces alone (`celeba --labels-only`), mean
+    /// over seeds: what GAN-EM's generated faces have to add to.
+    pub labels_only_semi: Option<f64>,
+    pub runs_labels_only: usize,
     pub profile: String,
 }
 
@@ -52,6 +56,8 @@ impl AttributeCell {
             our_semi_std: None,
             runs_semi: 0,
             collapsed_semi: 0,
+            labels_only_semi: None,
+            runs_labels_only: 0,
             profile: profile.to_string(),
         }
     }
@@ -76,6 +82,7 @@ pub fn table3(paper_file: &Path, results: &Path, profile: &str) -> Result<Vec<At
         paper_file,
     )?;
     let summary = read_summary(results, "celeba")?;
+    let alone = super::read_labels_only(&results.join("celeba_labels_only.csv"), profile)?;
     let ours = |attribute: &str, labels: usize| {
         summary.iter().find(|s| {
             s.dataset == format!("celeba:{attribute}") && s.labels == labels && s.profile == profile
@@ -118,6 +125,15 @@ pub fn table3(paper_file: &Path, results: &Path, profile: &str) -> Result<Vec<At
             cell.runs_semi = s.runs;
             cell.collapsed_semi = s.collapsed;
         }
+        // With several numbers of passes on file, the most passes.
+        if let Some(a) = alone
+            .iter()
+            .filter(|a| a.dataset == format!("celeba:{}", cell.attribute) && a.labels == 100)
+            .max_by_key(|a| a.epochs)
+        {
+            cell.labels_only_semi = Some(a.error.mean);
+            cell.runs_labels_only = a.seeds;
+        }
     }
     Ok(cells)
 }
@@ -126,19 +142,28 @@ pub fn table3(paper_file: &Path, results: &Path, profile: &str) -> Result<Vec<At
 /// ours, the latter only when every one of the 40 attributes has runs (else `None`, and how
 /// many do).
 pub fn averages(cells: &[AttributeCell]) -> [(Option<f64>, usize); 2] {
-    let mean = |ours: fn(&AttributeCell) -> Option<f64>| {
-        let values: Vec<f64> = cells
-            .iter()
-            .filter(|c| !c.attribute.is_empty())
-            .filter_map(ours)
-            .collect();
-        let complete = values.len() == ganem_core::data::celeba::ATTRIBUTES.len();
-        (
-            complete.then(|| values.iter().sum::<f64>() / values.len() as f64),
-            values.len(),
-        )
-    };
-    [mean(|c| c.our_unsupervised), mean(|c| c.our_semi)]
+    [
+        mean_over_attributes(cells, |c| c.our_unsupervised),
+        mean_over_attributes(cells, |c| c.our_semi),
+    ]
+}
+
+/// The mean of `value` over the attributes once all 40 have one (else `None`), and how many
+/// do.
+fn mean_over_attributes(
+    cells: &[AttributeCell],
+    value: fn(&AttributeCell) -> Option<f64>,
+) -> (Option<f64>, usize) {
+    let values: Vec<f64> = cells
+        .iter()
+        .filter(|c| !c.attribute.is_empty())
+        .filter_map(value)
+        .collect();
+    let complete = values.len() == ganem_core::data::celeba::ATTRIBUTES.len();
+    (
+        complete.then(|| values.iter().sum::<f64>() / values.len() as f64),
+        values.len(),
+    )
 }
 
 /// Runs that ended collapsed over all attributes: unsupervised, then with 100 labels.
@@ -179,6 +204,7 @@ pub fn comparison(paper_table2: &Path, cells: &[AttributeCell]) -> Result<Vec<At
             .map(|&(_, _, error)| error)
     };
     let [unsupervised, semi] = averages(cells);
+    let alone = mean_over_attributes(cells, |c| c.labels_only_semi);
     let [collapsed_unsupervised, collapsed_semi] = collapsed_totals(cells);
     let mut rows = cells.to_vec();
     rows.push(AttributeCell {
@@ -194,6 +220,8 @@ pub fn comparison(paper_table2: &Path, cells: &[AttributeCell]) -> Result<Vec<At
         our_semi_std: None,
         runs_semi: semi.1,
         collapsed_semi,
+        labels_only_semi: alone.0,
+        runs_labels_only: alone.1,
         profile: cells.first().map(|c| c.profile.clone()).unwrap_or_default(),
     });
     Ok(rows)
@@ -258,10 +286,25 @@ pub fn markdown(paper_table2: &Path, cells: &[AttributeCell], profile: &str) -> 
         }
         let _ = writeln!(md, "{line}");
     }
+    let alone = match mean_over_attributes(cells, |c| c.labels_only_semi) {
+        (Some(m), _) => format!("ours {m:.2}"),
+        (None, 0) => "ours: *missing* (`celeba --labels 100 --labels-only 200`)".into(),
+        (None, n) => format!("ours: *missing* ({n} of 40 attributes run)"),
+    };
+    let _ = writeln!(
+        md,
+        "| E-net on the 100 labels alone (not in the paper) | - | {alone} |"
+    );
     let _ = writeln!(md, "\n## Table 3: GAN-EM per attribute\n");
     let _ = writeln!(
         md,
-        "| Attribute (as printed) | Paper, unsupervised | Ours, unsupervised | Paper, 100 labels | Ours, 100 labels |\n|---|---|---|---|---|"
+        "The last column is the E-net trained on the same 100 labelled faces alone (`celeba \
+         --labels-only`, the most passes on file), scored on the same held-out faces: what GAN-EM's generated \
+         faces add to.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| Attribute (as printed) | Paper, unsupervised | Ours, unsupervised | Paper, 100 labels | Ours, 100 labels | Ours, 100 labels alone |\n|---|---|---|---|---|---|"
     );
     let show = |v: Option<f64>, std: Option<f64>, runs: usize, collapsed: usize| match v {
         Some(v) => format!(
@@ -280,7 +323,7 @@ pub fn markdown(paper_table2: &Path, cells: &[AttributeCell], profile: &str) -> 
         let paper = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             c.printed,
             paper(c.paper_unsupervised),
             if c.attribute.is_empty() {
@@ -298,6 +341,14 @@ pub fn markdown(paper_table2: &Path, cells: &[AttributeCell], profile: &str) -> 
                 "-".into()
             } else {
                 show(c.our_semi, c.our_semi_std, c.runs_semi, c.collapsed_semi)
+            },
+            match c.labels_only_semi {
+                Some(v) if !c.attribute.is_empty() => format!(
+                    "{v:.2} ({} run{})",
+                    c.runs_labels_only,
+                    if c.runs_labels_only == 1 { "" } else { "s" }
+                ),
+                _ => "-".into(),
             },
         );
     }
@@ -363,6 +414,25 @@ mod tests {
         let mut lines = vec![line("Eyeglasses", 0, 0.4), line("Wearing_Hat", 100, 0.2)];
         lines[1].collapsed = 3;
         crate::report::write_rows(&dir.join("celeba_summary.csv"), &lines).unwrap();
+        // The labels-only baseline: its most passes, over seeds; other profiles left out.
+        let alone = |profile: &str, seed, epochs, test_error| crate::labels_only::LabelsOnlyRow {
+            dataset: "celeba:Eyeglasses".into(),
+            labels: 100,
+            profile: profile.into(),
+            seed,
+            epochs,
+            test_error,
+            labelled_error: 0.0,
+            seconds: 1.0,
+            protocol: "held-out fifth".into(),
+        };
+        let baseline = [
+            alone("fast", 1, 200, 0.3),
+            alone("fast", 2, 200, 0.2),
+            alone("fast", 1, 50, 0.45),
+            alone("ci", 1, 200, 0.1),
+        ];
+        crate::report::write_rows(&dir.join("celeba_labels_only.csv"), &baseline).unwrap();
         let cells = table3(&table, &dir, "fast").unwrap();
         assert_eq!(cells.len(), 41, "the paper's 40 rows and Smiling");
         let glass = cells.iter().find(|c| c.printed == "glass").unwrap();
@@ -371,6 +441,8 @@ mod tests {
             (Some(40.0), 3)
         );
         assert_eq!(glass.our_semi, None);
+        assert_eq!(glass.runs_labels_only, 2);
+        assert!((glass.labels_only_semi.unwrap() - 25.0).abs() < 1e-9);
         assert!((glass.paper_unsupervised.unwrap() - 29.83).abs() < 1e-9);
         assert_eq!(averages(&cells), [(None, 1), (None, 1)]);
         let md = markdown(&paper.join("table2_celeba.csv"), &cells, "fast").unwrap();
@@ -378,6 +450,8 @@ mod tests {
             md.contains("ours: *missing* (1 of 40 attributes run) |"),
             "{md}"
         );
+        assert!(md.contains("| 25.00 (2 runs) |"), "{md}");
+        assert!(md.contains("alone (not in the paper) | - | ours: *missing* (1 of 40"));
         // Collapsed runs are named beside their attribute and in the mean's cell.
         assert!(md.contains("| 20.00 ± 1.00 (3 runs, collapsed) |"), "{md}");
         assert!(

@@ -182,7 +182,7 @@ pub fn read_baselines(dir: &Path) -> Result<Vec<(String, usize, f64)>> {
 }
 
 /// The semi-supervised baseline of one setting: the E-net alone trained on the labelled images
-/// (`semi-supervised --labels-only`, `results/semi_labels_only.csv`), over seeds, in percent.
+/// (`--labels-only` of `semi-supervised` and `celeba`), over seeds, in percent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelsOnly {
     pub dataset: String,
@@ -192,18 +192,18 @@ pub struct LabelsOnly {
     pub error: ganem_core::summary::Stats,
 }
 
-/// [`LabelsOnly`] per data set, labels and passes, from the rows of `profile`.
-pub fn read_labels_only(dir: &Path, profile: &str) -> Result<Vec<LabelsOnly>> {
-    let path = dir.join("semi_labels_only.csv");
+/// [`LabelsOnly`] per data set, labels and passes, from the rows of `profile` in `path`
+/// (`results/semi_labels_only.csv`, `results/celeba_labels_only.csv`; none if it is absent).
+pub fn read_labels_only(path: &Path, profile: &str) -> Result<Vec<LabelsOnly>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let df = read_csv(&path)?;
-    let dataset = required(texts(&df, "dataset")?, "dataset", &path)?;
-    let labels = required(numbers(&df, "labels")?, "labels", &path)?;
-    let epochs = required(numbers(&df, "epochs")?, "epochs", &path)?;
-    let error = required(numbers(&df, "test_error")?, "test_error", &path)?;
-    let profiles = required(texts(&df, "profile")?, "profile", &path)?;
+    let df = read_csv(path)?;
+    let dataset = required(texts(&df, "dataset")?, "dataset", path)?;
+    let labels = required(numbers(&df, "labels")?, "labels", path)?;
+    let epochs = required(numbers(&df, "epochs")?, "epochs", path)?;
+    let error = required(numbers(&df, "test_error")?, "test_error", path)?;
+    let profiles = required(texts(&df, "profile")?, "profile", path)?;
     let mut groups: std::collections::BTreeMap<(String, usize, usize), Vec<f64>> =
         Default::default();
     for i in (0..df.height()).filter(|&i| profiles[i] == profile) {
@@ -532,7 +532,7 @@ mod tests {
              svhn,1000,paper,1,200,0.10,0,1,p\nmnist,100,fast,1,50,0.3,0,1,p\n",
         )
         .unwrap();
-        let alone = read_labels_only(&dir, "fast").unwrap();
+        let alone = read_labels_only(&dir.join("semi_labels_only.csv"), "fast").unwrap();
         assert_eq!(alone.len(), 2);
         let svhn = alone.iter().find(|a| a.dataset == "svhn").unwrap();
         assert_eq!((svhn.labels, svhn.epochs, svhn.seeds), (1000, 200, 2));
