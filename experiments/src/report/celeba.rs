@@ -33,7 +33,50 @@ pub struct AttributeCell {
     /// over seeds: what GAN-EM's generated faces have to add to.
     pub labels_only_semi: Option<f64>,
     pub runs_labels_only: usize,
-    pub profile: String,
+    /// The profile whose runs fill the unsupervised column (and the labels-only baseline's).
+    pub unsupervised_profile: String,
+    /// The profile whose runs fill the 100-label column.
+    pub semi_profile: String,
+}
+
+/// Which profile's runs fill each setting: the 100-label column may come from a variant of
+/// the unsupervised one's profile (`report table2 --semi-profile`), as a recipe for the
+/// labels is tried on all 40 attributes before it becomes the profile's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CelebaProfiles {
+    pub unsupervised: String,
+    pub semi: String,
+}
+
+impl CelebaProfiles {
+    /// One profile for both settings.
+    pub fn same(profile: &str) -> Self {
+        Self {
+            unsupervised: profile.into(),
+            semi: profile.into(),
+        }
+    }
+
+    /// The profile of one setting.
+    pub fn of(&self, semi: bool) -> &str {
+        if semi {
+            &self.semi
+        } else {
+            &self.unsupervised
+        }
+    }
+
+    /// How the reports name them: one name, or each with its setting.
+    fn describe(&self) -> String {
+        if self.unsupervised == self.semi {
+            format!("`{}`", self.unsupervised)
+        } else {
+            format!(
+                "`{}` unsupervised, `{}` with 100 labels",
+                self.unsupervised, self.semi
+            )
+        }
+    }
 }
 
 impl AttributeCell {
@@ -41,7 +84,7 @@ impl AttributeCell {
         printed: String,
         attribute: String,
         paper: [Option<f64>; 2],
-        profile: &str,
+        profiles: &CelebaProfiles,
     ) -> Self {
         Self {
             printed,
@@ -58,13 +101,19 @@ impl AttributeCell {
             collapsed_semi: 0,
             labels_only_semi: None,
             runs_labels_only: 0,
-            profile: profile.to_string(),
+            unsupervised_profile: profiles.unsupervised.clone(),
+            semi_profile: profiles.semi.clone(),
         }
     }
 }
 
-/// Table 3's rows with ours beside them, plus the attributes the paper leaves out.
-pub fn table3(paper_file: &Path, results: &Path, profile: &str) -> Result<Vec<AttributeCell>> {
+/// Table 3's rows with ours beside them, plus the attributes the paper leaves out. The
+/// labels-only baseline comes from the rows filed under the unsupervised column's profile.
+pub fn table3(
+    paper_file: &Path,
+    results: &Path,
+    profiles: &CelebaProfiles,
+) -> Result<Vec<AttributeCell>> {
     let df = read_csv(paper_file)?;
     let printed = required(texts(&df, "row")?, "row", paper_file)?;
     let attribute: Vec<String> = texts(&df, "attribute")?
@@ -82,8 +131,12 @@ pub fn table3(paper_file: &Path, results: &Path, profile: &str) -> Result<Vec<At
         paper_file,
     )?;
     let summary = read_summary(results, "celeba")?;
-    let alone = super::read_labels_only(&results.join("celeba_labels_only.csv"), profile)?;
+    let alone = super::read_labels_only(
+        &results.join("celeba_labels_only.csv"),
+        &profiles.unsupervised,
+    )?;
     let ours = |attribute: &str, labels: usize| {
+        let profile = profiles.of(labels > 0);
         summary.iter().find(|s| {
             s.dataset == format!("celeba:{attribute}") && s.labels == labels && s.profile == profile
         })
@@ -95,7 +148,7 @@ pub fn table3(paper_file: &Path, results: &Path, profile: &str) -> Result<Vec<At
                 attribute[i].clone(),
                 // The paper prints fractions with four decimals: percent with two.
                 [unsupervised[i], semi[i]].map(|e| Some((1e4 * e).round() / 100.0)),
-                profile,
+                profiles,
             )
         })
         .collect();
@@ -105,7 +158,7 @@ pub fn table3(paper_file: &Path, results: &Path, profile: &str) -> Result<Vec<At
                 format!("{name} (not in the paper's table)"),
                 name.to_string(),
                 [None, None],
-                profile,
+                profiles,
             ));
         }
     }
@@ -222,13 +275,25 @@ pub fn comparison(paper_table2: &Path, cells: &[AttributeCell]) -> Result<Vec<At
         collapsed_semi,
         labels_only_semi: alone.0,
         runs_labels_only: alone.1,
-        profile: cells.first().map(|c| c.profile.clone()).unwrap_or_default(),
+        unsupervised_profile: cells
+            .first()
+            .map(|c| c.unsupervised_profile.clone())
+            .unwrap_or_default(),
+        semi_profile: cells
+            .first()
+            .map(|c| c.semi_profile.clone())
+            .unwrap_or_default(),
     });
     Ok(rows)
 }
 
 /// Tables 2 and 3 in Markdown.
-pub fn markdown(paper_table2: &Path, cells: &[AttributeCell], profile: &str) -> Result<String> {
+pub fn markdown(
+    paper_table2: &Path,
+    cells: &[AttributeCell],
+    profiles: &CelebaProfiles,
+) -> Result<String> {
+    let profile = profiles.describe();
     let table2 = read_table2(paper_table2)?;
     let [unsupervised, semi] = averages(cells);
     let mut md = String::new();
@@ -237,7 +302,7 @@ pub fn markdown(paper_table2: &Path, cells: &[AttributeCell], profile: &str) -> 
         "# Tables 2 and 3: CelebA's 40 attributes, the paper beside this project\n\n\
          Generated by `report table2` from `results/paper/table2_celeba.csv`, \
          `results/paper/table3_celeba_attributes.csv` and our `results/celeba_summary.csv` \
-         (profile `{profile}`). Errors in percent; ours are means over seeds; *missing* means \
+         (profile {profile}). Errors in percent; ours are means over seeds; *missing* means \
          no finished run. Our faces are a 15,723-face subset of CelebA balanced per attribute \
          (docs/deviations.md), not the paper's selection from 200k faces.\n"
     );
@@ -356,7 +421,13 @@ pub fn markdown(paper_table2: &Path, cells: &[AttributeCell], profile: &str) -> 
 }
 
 /// Per attribute, the paper's error and ours for one setting, as grouped bars.
-pub fn figure(cells: &[AttributeCell], semi: bool, path: &Path, profile: &str) -> Result<()> {
+pub fn figure(
+    cells: &[AttributeCell],
+    semi: bool,
+    path: &Path,
+    profiles: &CelebaProfiles,
+) -> Result<()> {
+    let profile = profiles.of(semi);
     let groups: Vec<plots::BarGroup> = cells
         .iter()
         .filter(|c| !c.attribute.is_empty())
@@ -433,7 +504,7 @@ mod tests {
             alone("ci", 1, 200, 0.1),
         ];
         crate::report::write_rows(&dir.join("celeba_labels_only.csv"), &baseline).unwrap();
-        let cells = table3(&table, &dir, "fast").unwrap();
+        let cells = table3(&table, &dir, &CelebaProfiles::same("fast")).unwrap();
         assert_eq!(cells.len(), 41, "the paper's 40 rows and Smiling");
         let glass = cells.iter().find(|c| c.printed == "glass").unwrap();
         assert_eq!(
@@ -445,7 +516,12 @@ mod tests {
         assert!((glass.labels_only_semi.unwrap() - 25.0).abs() < 1e-9);
         assert!((glass.paper_unsupervised.unwrap() - 29.83).abs() < 1e-9);
         assert_eq!(averages(&cells), [(None, 1), (None, 1)]);
-        let md = markdown(&paper.join("table2_celeba.csv"), &cells, "fast").unwrap();
+        let md = markdown(
+            &paper.join("table2_celeba.csv"),
+            &cells,
+            &CelebaProfiles::same("fast"),
+        )
+        .unwrap();
         assert!(
             md.contains("ours: *missing* (1 of 40 attributes run) |"),
             "{md}"
@@ -464,7 +540,7 @@ mod tests {
             .map(|a| line(a, 0, if *a == "Bald" { 0.2 } else { 0.4 }))
             .collect();
         crate::report::write_rows(&dir.join("celeba_summary.csv"), &lines).unwrap();
-        let cells = table3(&table, &dir, "fast").unwrap();
+        let cells = table3(&table, &dir, &CelebaProfiles::same("fast")).unwrap();
         let (mean, n) = averages(&cells)[0];
         assert_eq!(n, 40);
         assert!((mean.unwrap() - (39.0 * 40.0 + 20.0) / 40.0).abs() < 1e-9);
@@ -479,6 +555,22 @@ mod tests {
             (mean, 40)
         );
         assert_eq!((mean_row.our_semi, mean_row.runs_semi), (None, 0));
+        // The 100-label column may come from a variant of the profile; the baseline stays.
+        let mut variant = line("Eyeglasses", 100, 0.15);
+        variant.profile = "fast[semi.warm_start_epochs=200]".into();
+        lines.push(variant);
+        crate::report::write_rows(&dir.join("celeba_summary.csv"), &lines).unwrap();
+        let glass = |profiles: &CelebaProfiles| {
+            let cells = table3(&table, &dir, profiles).unwrap();
+            let cell = cells.into_iter().find(|c| c.printed == "glass").unwrap();
+            (cell.our_unsupervised, cell.our_semi, cell.runs_labels_only)
+        };
+        assert_eq!(glass(&CelebaProfiles::same("fast")), (Some(40.0), None, 2));
+        let profiles = CelebaProfiles {
+            unsupervised: "fast".into(),
+            semi: "fast[semi.warm_start_epochs=200]".into(),
+        };
+        assert_eq!(glass(&profiles), (Some(40.0), Some(15.0), 2));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
