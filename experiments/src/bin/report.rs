@@ -111,8 +111,8 @@ fn celeba_tables(args: &Args) -> Result<()> {
         "wrote {}, {} and figures/table3_*.png; attributes with runs: {} unsupervised, {} with 100 labels",
         csv.display(),
         md.display(),
-        unsupervised.1,
-        semi.1
+        unsupervised.attributes,
+        semi.attributes
     );
     Ok(())
 }

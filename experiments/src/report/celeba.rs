@@ -25,10 +25,13 @@ pub struct AttributeCell {
     pub runs_unsupervised: usize,
     /// Of those runs, how many ended collapsed (`ganem_core::em::health`).
     pub collapsed_unsupervised: usize,
+    /// The fewest EM iterations of those runs (0 without runs).
+    pub iterations_unsupervised: usize,
     pub our_semi: Option<f64>,
     pub our_semi_std: Option<f64>,
     pub runs_semi: usize,
     pub collapsed_semi: usize,
+    pub iterations_semi: usize,
     /// The E-net trained on the same 100 labelled faces alone (`celeba --labels-only`), mean
     /// over seeds: what GAN-EM's generated faces have to add to.
     pub labels_only_semi: Option<f64>,
@@ -95,10 +98,12 @@ impl AttributeCell {
             our_unsupervised_std: None,
             runs_unsupervised: 0,
             collapsed_unsupervised: 0,
+            iterations_unsupervised: 0,
             our_semi: None,
             our_semi_std: None,
             runs_semi: 0,
             collapsed_semi: 0,
+            iterations_semi: 0,
             labels_only_semi: None,
             runs_labels_only: 0,
             unsupervised_profile: profiles.unsupervised.clone(),
@@ -171,12 +176,14 @@ pub fn table3(
             cell.our_unsupervised_std = Some(100.0 * s.test_error_std);
             cell.runs_unsupervised = s.runs;
             cell.collapsed_unsupervised = s.collapsed;
+            cell.iterations_unsupervised = s.iterations;
         }
         if let Some(s) = ours(&cell.attribute, 100) {
             cell.our_semi = Some(100.0 * s.test_error_mean);
             cell.our_semi_std = Some(100.0 * s.test_error_std);
             cell.runs_semi = s.runs;
             cell.collapsed_semi = s.collapsed;
+            cell.iterations_semi = s.iterations;
         }
         // With several numbers of passes on file, the most passes.
         if let Some(a) = alone
@@ -191,32 +198,84 @@ pub fn table3(
     Ok(cells)
 }
 
-/// Table 2's GAN-EM row: the mean over the attributes, of the paper's Table 3 rows and of
-/// ours, the latter only when every one of the 40 attributes has runs (else `None`, and how
-/// many do).
-pub fn averages(cells: &[AttributeCell]) -> [(Option<f64>, usize); 2] {
+/// A column of Table 3 averaged over the attributes, as Table 2 does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColumnMean {
+    /// The mean, once all 40 attributes have runs of the same length (else `None`): a mean
+    /// over runs of 10 and of 15 EM iterations would be neither's.
+    pub mean: Option<f64>,
+    /// Attributes with runs.
+    pub attributes: usize,
+    /// The fewest and the most EM iterations among them.
+    pub iterations: (usize, usize),
+    /// Attributes whose runs reached the most.
+    pub longest: usize,
+    /// The fewest and the most EM iterations among the others.
+    pub shorter: (usize, usize),
+}
+
+impl ColumnMean {
+    /// Why there is no mean yet, or the mean.
+    fn describe(&self, what: &str) -> String {
+        match self.mean {
+            Some(m) => format!("{what} {m:.2}"),
+            None if self.attributes < ganem_core::data::celeba::ATTRIBUTES.len() => format!(
+                "{what}: *missing* ({} of 40 attributes run)",
+                self.attributes
+            ),
+            None => format!(
+                "{what}: *missing* (40 attributes run, {} of them to {} EM iterations, the \
+                 others to {})",
+                self.longest,
+                self.iterations.1,
+                match self.shorter {
+                    (fewest, most) if fewest == most => fewest.to_string(),
+                    (fewest, most) => format!("{fewest}-{most}"),
+                }
+            ),
+        }
+    }
+}
+
+/// Table 2's GAN-EM row: the mean over the attributes, of ours unsupervised and with 100
+/// labels ([`ColumnMean`]).
+pub fn averages(cells: &[AttributeCell]) -> [ColumnMean; 2] {
     [
-        mean_over_attributes(cells, |c| c.our_unsupervised),
-        mean_over_attributes(cells, |c| c.our_semi),
+        mean_over_attributes(cells, |c| {
+            c.our_unsupervised.map(|e| (e, c.iterations_unsupervised))
+        }),
+        mean_over_attributes(cells, |c| c.our_semi.map(|e| (e, c.iterations_semi))),
     ]
 }
 
-/// The mean of `value` over the attributes once all 40 have one (else `None`), and how many
-/// do.
+/// The mean of `value` (error, EM iterations) over the attributes.
 fn mean_over_attributes(
     cells: &[AttributeCell],
-    value: fn(&AttributeCell) -> Option<f64>,
-) -> (Option<f64>, usize) {
-    let values: Vec<f64> = cells
+    value: impl Fn(&AttributeCell) -> Option<(f64, usize)>,
+) -> ColumnMean {
+    let values: Vec<(f64, usize)> = cells
         .iter()
         .filter(|c| !c.attribute.is_empty())
         .filter_map(value)
         .collect();
-    let complete = values.len() == ganem_core::data::celeba::ATTRIBUTES.len();
-    (
-        complete.then(|| values.iter().sum::<f64>() / values.len() as f64),
-        values.len(),
-    )
+    let fewest = values.iter().map(|v| v.1).min().unwrap_or(0);
+    let most = values.iter().map(|v| v.1).max().unwrap_or(0);
+    let complete = values.len() == ganem_core::data::celeba::ATTRIBUTES.len() && fewest == most;
+    ColumnMean {
+        mean: complete.then(|| values.iter().map(|v| v.0).sum::<f64>() / values.len() as f64),
+        attributes: values.len(),
+        iterations: (fewest, most),
+        longest: values.iter().filter(|v| v.1 == most).count(),
+        shorter: (
+            fewest,
+            values
+                .iter()
+                .map(|v| v.1)
+                .filter(|&i| i < most)
+                .max()
+                .unwrap_or(fewest),
+        ),
+    }
 }
 
 /// Runs that ended collapsed over all attributes: unsupervised, then with 100 labels.
@@ -257,7 +316,7 @@ pub fn comparison(paper_table2: &Path, cells: &[AttributeCell]) -> Result<Vec<At
             .map(|&(_, _, error)| error)
     };
     let [unsupervised, semi] = averages(cells);
-    let alone = mean_over_attributes(cells, |c| c.labels_only_semi);
+    let alone = mean_over_attributes(cells, |c| c.labels_only_semi.map(|e| (e, 0)));
     let [collapsed_unsupervised, collapsed_semi] = collapsed_totals(cells);
     let mut rows = cells.to_vec();
     rows.push(AttributeCell {
@@ -265,16 +324,18 @@ pub fn comparison(paper_table2: &Path, cells: &[AttributeCell]) -> Result<Vec<At
         attribute: String::new(),
         paper_unsupervised: paper("CelebA (unsupervised)"),
         paper_semi: paper("CelebA (100 labels)"),
-        our_unsupervised: unsupervised.0,
+        our_unsupervised: unsupervised.mean,
         our_unsupervised_std: None,
-        runs_unsupervised: unsupervised.1,
+        runs_unsupervised: unsupervised.attributes,
         collapsed_unsupervised,
-        our_semi: semi.0,
+        iterations_unsupervised: unsupervised.iterations.0,
+        our_semi: semi.mean,
         our_semi_std: None,
-        runs_semi: semi.1,
+        runs_semi: semi.attributes,
         collapsed_semi,
-        labels_only_semi: alone.0,
-        runs_labels_only: alone.1,
+        iterations_semi: semi.iterations.0,
+        labels_only_semi: alone.mean,
+        runs_labels_only: alone.attributes,
         unsupervised_profile: cells
             .first()
             .map(|c| c.unsupervised_profile.clone())
@@ -330,11 +391,11 @@ pub fn markdown(
             cell("CelebA (100 labels)")
         );
         if method == "GAN-EM" {
-            let ours = |(mean, n): (Option<f64>, usize), collapsed: usize| {
-                let mut text = match mean {
-                    Some(m) => format!("**ours {m:.2}**"),
-                    None => format!("ours: *missing* ({n} of 40 attributes run)"),
-                };
+            let ours = |column: ColumnMean, collapsed: usize| {
+                let mut text = column.describe("ours");
+                if column.mean.is_some() {
+                    text = format!("**{text}**");
+                }
                 if collapsed > 0 {
                     let _ = write!(text, " ({collapsed} collapsed)");
                 }
@@ -351,10 +412,11 @@ pub fn markdown(
         }
         let _ = writeln!(md, "{line}");
     }
-    let alone = match mean_over_attributes(cells, |c| c.labels_only_semi) {
-        (Some(m), _) => format!("ours {m:.2}"),
-        (None, 0) => "ours: *missing* (`celeba --labels 100 --labels-only 200`)".into(),
-        (None, n) => format!("ours: *missing* ({n} of 40 attributes run)"),
+    let alone = mean_over_attributes(cells, |c| c.labels_only_semi.map(|e| (e, 0)));
+    let alone = if alone.attributes == 0 {
+        "ours: *missing* (`celeba --labels 100 --labels-only 200`)".into()
+    } else {
+        alone.describe("ours")
     };
     let _ = writeln!(
         md,
@@ -371,11 +433,22 @@ pub fn markdown(
         md,
         "| Attribute (as printed) | Paper, unsupervised | Ours, unsupervised | Paper, 100 labels | Ours, 100 labels | Ours, 100 labels alone |\n|---|---|---|---|---|---|"
     );
-    let show = |v: Option<f64>, std: Option<f64>, runs: usize, collapsed: usize| match v {
+    // Where a column mixes run lengths (a sweep being extended), each cell says its own.
+    let show = |v: Option<f64>,
+                std: Option<f64>,
+                runs: usize,
+                collapsed: usize,
+                iterations: usize,
+                column: &ColumnMean| match v {
         Some(v) => format!(
-            "{} ({runs} run{}{})",
+            "{} ({runs} run{}{}{})",
             super::percent(v, std.filter(|_| runs > 1)),
             if runs == 1 { "" } else { "s" },
+            if column.iterations.0 == column.iterations.1 {
+                String::new()
+            } else {
+                format!(", {iterations} EM iterations")
+            },
             match collapsed {
                 0 => String::new(),
                 c if c == runs => ", collapsed".into(),
@@ -399,13 +472,22 @@ pub fn markdown(
                     c.our_unsupervised_std,
                     c.runs_unsupervised,
                     c.collapsed_unsupervised,
+                    c.iterations_unsupervised,
+                    &unsupervised,
                 )
             },
             paper(c.paper_semi),
             if c.attribute.is_empty() {
                 "-".into()
             } else {
-                show(c.our_semi, c.our_semi_std, c.runs_semi, c.collapsed_semi)
+                show(
+                    c.our_semi,
+                    c.our_semi_std,
+                    c.runs_semi,
+                    c.collapsed_semi,
+                    c.iterations_semi,
+                    &semi,
+                )
             },
             match c.labels_only_semi {
                 Some(v) if !c.attribute.is_empty() => format!(
@@ -515,7 +597,10 @@ mod tests {
         assert_eq!(glass.runs_labels_only, 2);
         assert!((glass.labels_only_semi.unwrap() - 25.0).abs() < 1e-9);
         assert!((glass.paper_unsupervised.unwrap() - 29.83).abs() < 1e-9);
-        assert_eq!(averages(&cells), [(None, 1), (None, 1)]);
+        assert_eq!(
+            averages(&cells).map(|c| (c.mean, c.attributes)),
+            [(None, 1), (None, 1)]
+        );
         let md = markdown(
             &paper.join("table2_celeba.csv"),
             &cells,
@@ -541,7 +626,11 @@ mod tests {
             .collect();
         crate::report::write_rows(&dir.join("celeba_summary.csv"), &lines).unwrap();
         let cells = table3(&table, &dir, &CelebaProfiles::same("fast")).unwrap();
-        let (mean, n) = averages(&cells)[0];
+        let ColumnMean {
+            mean,
+            attributes: n,
+            ..
+        } = averages(&cells)[0];
         assert_eq!(n, 40);
         assert!((mean.unwrap() - (39.0 * 40.0 + 20.0) / 40.0).abs() < 1e-9);
         // The comparison file ends with the means: the paper's Table 2 row beside ours.
@@ -555,6 +644,40 @@ mod tests {
             (mean, 40)
         );
         assert_eq!((mean_row.our_semi, mean_row.runs_semi), (None, 0));
+        // A sweep being extended to more EM iterations: no mean until every attribute has
+        // them, and each cell names its length.
+        let mut longer = lines.clone();
+        longer[0].iterations = 30;
+        crate::report::write_rows(&dir.join("celeba_summary.csv"), &longer).unwrap();
+        let cells = table3(&table, &dir, &CelebaProfiles::same("fast")).unwrap();
+        let column = averages(&cells)[0];
+        assert_eq!(
+            (
+                column.mean,
+                column.attributes,
+                column.iterations,
+                column.longest
+            ),
+            (None, 40, (20, 30), 1)
+        );
+        let md = markdown(
+            &paper.join("table2_celeba.csv"),
+            &cells,
+            &CelebaProfiles::same("fast"),
+        )
+        .unwrap();
+        assert!(
+            md.contains("ours: *missing* (40 attributes run, 1 of them to 30 EM iterations, the others to 20)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 40.00 ± 1.00 (3 runs, 30 EM iterations) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 40.00 ± 1.00 (3 runs, 20 EM iterations) |"),
+            "{md}"
+        );
         // The 100-label column may come from a variant of the profile; the baseline stays.
         let mut variant = line("Eyeglasses", 100, 0.15);
         variant.profile = "fast[semi.warm_start_epochs=200]".into();
