@@ -586,7 +586,11 @@ mod tests {
             alone("ci", 1, 200, 0.1),
         ];
         crate::report::write_rows(&dir.join("celeba_labels_only.csv"), &baseline).unwrap();
-        let cells = table3(&table, &dir, &CelebaProfiles::same("fast")).unwrap();
+        let fast = CelebaProfiles::same("fast");
+        let markdown_of = |cells: &[AttributeCell]| {
+            markdown(&paper.join("table2_celeba.csv"), cells, &fast).unwrap()
+        };
+        let cells = table3(&table, &dir, &fast).unwrap();
         assert_eq!(cells.len(), 41, "the paper's 40 rows and Smiling");
         let glass = cells.iter().find(|c| c.printed == "glass").unwrap();
         assert_eq!(
@@ -601,12 +605,7 @@ mod tests {
             averages(&cells).map(|c| (c.mean, c.attributes)),
             [(None, 1), (None, 1)]
         );
-        let md = markdown(
-            &paper.join("table2_celeba.csv"),
-            &cells,
-            &CelebaProfiles::same("fast"),
-        )
-        .unwrap();
+        let md = markdown_of(&cells);
         assert!(
             md.contains("ours: *missing* (1 of 40 attributes run) |"),
             "{md}"
@@ -625,7 +624,7 @@ mod tests {
             .map(|a| line(a, 0, if *a == "Bald" { 0.2 } else { 0.4 }))
             .collect();
         crate::report::write_rows(&dir.join("celeba_summary.csv"), &lines).unwrap();
-        let cells = table3(&table, &dir, &CelebaProfiles::same("fast")).unwrap();
+        let cells = table3(&table, &dir, &fast).unwrap();
         let ColumnMean {
             mean,
             attributes: n,
@@ -649,7 +648,7 @@ mod tests {
         let mut longer = lines.clone();
         longer[0].iterations = 30;
         crate::report::write_rows(&dir.join("celeba_summary.csv"), &longer).unwrap();
-        let cells = table3(&table, &dir, &CelebaProfiles::same("fast")).unwrap();
+        let cells = table3(&table, &dir, &fast).unwrap();
         let column = averages(&cells)[0];
         assert_eq!(
             (
@@ -660,12 +659,7 @@ mod tests {
             ),
             (None, 40, (20, 30), 1)
         );
-        let md = markdown(
-            &paper.join("table2_celeba.csv"),
-            &cells,
-            &CelebaProfiles::same("fast"),
-        )
-        .unwrap();
+        let md = markdown_of(&cells);
         assert!(
             md.contains("ours: *missing* (40 attributes run, 1 of them to 30 EM iterations, the others to 20)"),
             "{md}"
@@ -688,7 +682,7 @@ mod tests {
             let cell = cells.into_iter().find(|c| c.printed == "glass").unwrap();
             (cell.our_unsupervised, cell.our_semi, cell.runs_labels_only)
         };
-        assert_eq!(glass(&CelebaProfiles::same("fast")), (Some(40.0), None, 2));
+        assert_eq!(glass(&fast), (Some(40.0), None, 2));
         let profiles = CelebaProfiles {
             unsupervised: "fast".into(),
             semi: "fast[semi.warm_start_epochs=200]".into(),
