@@ -366,6 +366,7 @@ impl GanEm {
         let mut loss = enet_loss(&logits, &targets)?;
         let value = self.checked("L_E", &loss)?;
         if let Some((images, classes)) = self.labelled_batch(self.semi.e_step_labelled_batch)? {
+            let images = self.augment_labelled(&images)?;
             let logits = self
                 .enet
                 .forward(&images, self.enet_training_mode(), Weights::Train)?;
@@ -710,6 +711,64 @@ mod tests {
         assert!(
             warm == 12 && cold < 12,
             "cold {cold}, warm {warm} of 12 right"
+        );
+    }
+
+    #[test]
+    fn labelled_augmentation_shifts_and_mirrors_within_its_range_and_is_off_by_default() {
+        let shape = crate::data::mnist::SHAPE;
+        let model_with = |shift: usize, flip: bool| {
+            let mut profile = tiny_profile();
+            profile.semi.labelled_shift = shift;
+            profile.semi.labelled_flip = flip;
+            GanEm::new(&profile, 3, shape, 8, 1, &Device::Cpu).unwrap()
+        };
+        // One bright pixel at row 10, column 5 of an otherwise dark image.
+        let mut pixels = vec![0f32; 784];
+        pixels[10 * 28 + 5] = 1.0;
+        let x = Tensor::from_vec(pixels, (1, 28, 28, 1), &Device::Cpu).unwrap();
+        let x = Tensor::cat(&vec![x; 64], 0).unwrap();
+        let bright = |t: &Tensor| -> Vec<(usize, usize)> {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            (0..64)
+                .map(|i| {
+                    let at = (0..784).find(|&p| v[i * 784 + p] > 0.5).unwrap();
+                    (at / 28, at % 28)
+                })
+                .collect()
+        };
+
+        let mut off = model_with(0, false);
+        let stream_before = off.rng.clone();
+        assert_eq!(
+            bright(&off.augment_labelled(&x).unwrap()),
+            vec![(10, 5); 64]
+        );
+        assert_eq!(off.rng, stream_before, "no draw when augmentation is off");
+
+        let shifted = bright(&model_with(2, false).augment_labelled(&x).unwrap());
+        assert!(shifted
+            .iter()
+            .all(|&(r, c)| (8..=12).contains(&r) && (3..=7).contains(&c)));
+        assert!(shifted.iter().any(|&p| p != (10, 5)), "some image moved");
+
+        let flipped = bright(&model_with(0, true).augment_labelled(&x).unwrap());
+        assert!(flipped.iter().all(|&p| p == (10, 5) || p == (10, 22)));
+        assert!(flipped.contains(&(10, 5)) && flipped.contains(&(10, 22)));
+
+        let both = bright(&model_with(2, true).augment_labelled(&x).unwrap());
+        assert!(both.iter().all(
+            |&(r, c)| (8..=12).contains(&r) && ((3..=7).contains(&c) || (20..=24).contains(&c))
+        ));
+        assert!(both.iter().any(|&(_, c)| c > 14), "some image mirrored");
+
+        let mut profile = tiny_profile();
+        profile.semi.labelled_shift = 14;
+        let mut model = GanEm::new(&profile, 3, shape, 8, 1, &Device::Cpu).unwrap();
+        let error = model.set_labelled(images(2, 1), &[0, 1]).unwrap_err();
+        assert!(
+            error.to_string().contains("semi.labelled_shift = 14"),
+            "{error}"
         );
     }
 

@@ -203,6 +203,16 @@ pub struct SemiSpec {
     /// ones. 0, the paper: the first M-step has no class information.
     #[serde(skip_serializing_if = "crate::config::is_zero")]
     pub warm_start_epochs: usize,
+    /// Each labelled image the E-net learns from is shifted by up to this many pixels in
+    /// each direction (the uncovered border repeats the image's edge), a fresh draw every
+    /// time, so that a few labels do not teach the E-net their exact pixels. 0, the paper:
+    /// labelled images as they are.
+    #[serde(skip_serializing_if = "crate::config::is_zero")]
+    pub labelled_shift: usize,
+    /// Mirrors each labelled image the E-net learns from left to right with probability 1/2
+    /// (for faces, not for digits). false, the paper.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub labelled_flip: bool,
 }
 
 impl Default for SemiSpec {
@@ -215,6 +225,8 @@ impl Default for SemiSpec {
             e_step_labelled_batch: 0,
             m_step_labelled_batch: 0,
             warm_start_epochs: 0,
+            labelled_shift: 0,
+            labelled_flip: false,
         }
     }
 }

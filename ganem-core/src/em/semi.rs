@@ -27,8 +27,48 @@ impl GanEm {
                 self.clusters
             )));
         }
+        let (_, height, width, _) = images.dims4()?;
+        let shift = self.semi.labelled_shift;
+        if 2 * shift >= height.min(width) {
+            return Err(Error::Invalid(format!(
+                "semi.labelled_shift = {shift} is out of range for {height}x{width} images: it \
+                 must be below half the image's side"
+            )));
+        }
         self.labelled = Some((images, classes.iter().map(|&c| c as u32).collect()));
         Ok(())
+    }
+
+    /// `images` (labelled, `(N, H, W, C)`) as the E-net learns from them: each shifted by up
+    /// to `semi.labelled_shift` pixels and mirrored when `semi.labelled_flip` asks, a fresh
+    /// draw for every image; unchanged, with no draw from the seed's stream, when neither is
+    /// set, so that runs without augmentation reproduce.
+    pub(super) fn augment_labelled(&mut self, images: &Tensor) -> Result<Tensor> {
+        let (shift, flip) = (self.semi.labelled_shift, self.semi.labelled_flip);
+        if shift == 0 && !flip {
+            return Ok(images.clone());
+        }
+        let (n, height, width, _) = images.dims4()?;
+        let padded = images
+            .pad_with_same(1, shift, shift)?
+            .pad_with_same(2, shift, shift)?;
+        let mirror = Tensor::from_vec((0..width as u32).rev().collect(), width, &self.device)?;
+        let mut changed = Vec::with_capacity(n);
+        for i in 0..n {
+            let (dy, dx) = (
+                self.rng.gen_range(0..=2 * shift),
+                self.rng.gen_range(0..=2 * shift),
+            );
+            let mut image = padded
+                .narrow(0, i, 1)?
+                .narrow(1, dy, height)?
+                .narrow(2, dx, width)?;
+            if flip && self.rng.gen_bool(0.5) {
+                image = image.contiguous()?.index_select(&mirror, 2)?;
+            }
+            changed.push(image);
+        }
+        Ok(Tensor::cat(&changed, 0)?)
     }
 
     /// The E-net's error on the labelled images (evaluation mode), if there are any.
@@ -71,11 +111,10 @@ impl GanEm {
             for pick in order.chunks_exact(batch) {
                 let targets: Vec<u32> = pick.iter().map(|&i| classes[i as usize]).collect();
                 let idx = Tensor::from_vec(pick.to_vec(), batch, &self.device)?;
-                let logits = self.enet.forward(
-                    &images.index_select(&idx, 0)?,
-                    self.enet_training_mode(),
-                    Weights::Train,
-                )?;
+                let x = self.augment_labelled(&images.index_select(&idx, 0)?)?;
+                let logits = self
+                    .enet
+                    .forward(&x, self.enet_training_mode(), Weights::Train)?;
                 let loss = enet_loss(&logits, &Tensor::from_vec(targets, batch, &self.device)?)?;
                 sum += self.checked("L_E (supervised)", &loss)?;
                 self.optimizers()?.enet.backward_step(&loss)?;
@@ -126,7 +165,7 @@ impl GanEm {
                 let pick: Vec<u32> = order.drain(..batch).collect();
                 let targets: Vec<u32> = pick.iter().map(|&i| classes[i as usize]).collect();
                 let idx = Tensor::from_vec(pick, batch, &self.device)?;
-                let x = images.index_select(&idx, 0)?;
+                let x = self.augment_labelled(&images.index_select(&idx, 0)?)?;
                 let logits = self
                     .enet
                     .forward(&x, self.enet_training_mode(), Weights::Train)?;
