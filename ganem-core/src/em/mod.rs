@@ -558,6 +558,13 @@ mod tests {
         Profile::from_toml(text, std::path::Path::new("tiny.toml")).unwrap()
     }
 
+    /// A tiny model (K = 3, 8 training images, seed 1) of the tiny profile as `edit` leaves it.
+    fn tiny_with(edit: impl FnOnce(&mut Profile)) -> GanEm {
+        let mut profile = tiny_profile();
+        edit(&mut profile);
+        GanEm::new(&profile, 3, crate::data::mnist::SHAPE, 8, 1, &Device::Cpu).unwrap()
+    }
+
     fn tiny(enet_batch_norm: EnetBatchNorm) -> GanEm {
         let mut profile = tiny_profile();
         profile.em.enet_batch_norm = enet_batch_norm;
@@ -649,11 +656,8 @@ mod tests {
 
     #[test]
     fn labelled_batches_join_the_e_step_only_when_asked_for_and_there_are_labels() {
-        let shape = crate::data::mnist::SHAPE;
         let enet_after_update = |e_step: usize, labelled: bool| {
-            let mut profile = tiny_profile();
-            profile.semi.e_step_labelled_batch = e_step;
-            let mut model = GanEm::new(&profile, 3, shape, 8, 1, &Device::Cpu).unwrap();
+            let mut model = tiny_with(|p| p.semi.e_step_labelled_batch = e_step);
             if labelled {
                 model.set_labelled(images(4, 9), &[0, 1, 2, 0]).unwrap();
             }
@@ -716,12 +720,11 @@ mod tests {
 
     #[test]
     fn labelled_augmentation_shifts_and_mirrors_within_its_range_and_is_off_by_default() {
-        let shape = crate::data::mnist::SHAPE;
         let model_with = |shift: usize, flip: bool| {
-            let mut profile = tiny_profile();
-            profile.semi.labelled_shift = shift;
-            profile.semi.labelled_flip = flip;
-            GanEm::new(&profile, 3, shape, 8, 1, &Device::Cpu).unwrap()
+            tiny_with(|p| {
+                p.semi.labelled_shift = shift;
+                p.semi.labelled_flip = flip;
+            })
         };
         // One bright pixel at row 10, column 5 of an otherwise dark image.
         let mut pixels = vec![0f32; 784];
@@ -762,10 +765,9 @@ mod tests {
         ));
         assert!(both.iter().any(|&(_, c)| c > 14), "some image mirrored");
 
-        let mut profile = tiny_profile();
-        profile.semi.labelled_shift = 14;
-        let mut model = GanEm::new(&profile, 3, shape, 8, 1, &Device::Cpu).unwrap();
-        let error = model.set_labelled(images(2, 1), &[0, 1]).unwrap_err();
+        let error = model_with(14, false)
+            .set_labelled(images(2, 1), &[0, 1])
+            .unwrap_err();
         assert!(
             error.to_string().contains("semi.labelled_shift = 14"),
             "{error}"
@@ -775,10 +777,7 @@ mod tests {
     #[test]
     fn a_fresh_generator_batch_trains_g_on_other_images_than_ds() {
         let run = |batch: GeneratorBatch| {
-            let mut profile = tiny_profile();
-            profile.em.generator_batch = batch;
-            let shape = crate::data::mnist::SHAPE;
-            let mut model = GanEm::new(&profile, 3, shape, 8, 1, &Device::Cpu).unwrap();
+            let mut model = tiny_with(|p| p.em.generator_batch = batch);
             let w = Tensor::full(1.0f32 / 3.0, (8, 3), &Device::Cpu).unwrap();
             model.gan_update(&images(8, 5), &w).unwrap();
             (
