@@ -85,6 +85,23 @@ pub fn enet_loss(logits: &Tensor, classes: &Tensor) -> Result<Tensor> {
     candle_nn::loss::cross_entropy(logits, classes)
 }
 
+/// [`enet_loss`] over the images whose class the E-net already predicts (its arg max), 0
+/// when there is none: a generated image the E-net takes for another class is more often a
+/// generator's miss than a lesson.
+pub fn enet_loss_where_agreeing(logits: &Tensor, classes: &Tensor) -> Result<Tensor> {
+    let agreeing = logits
+        .argmax(D::Minus1)?
+        .eq(classes)?
+        .to_dtype(candle_core::DType::F32)?;
+    let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let picked = log_p.gather(&classes.unsqueeze(1)?, 1)?.squeeze(1)?;
+    let count = agreeing.sum_all()?.maximum(1.0)?;
+    (picked * &agreeing)?
+        .sum_all()?
+        .neg()?
+        .broadcast_div(&count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +164,20 @@ mod tests {
         // -ln(1/2) and -ln(3/4), averaged.
         let expected = (2f32.ln() + (4.0f32 / 3.0).ln()) / 2.0;
         assert!((scalar(enet_loss(&logits, &classes).unwrap()) - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn agreeing_enet_loss_leaves_out_the_images_taken_for_another_class() {
+        // The first image is predicted as class 1 (its class), the second as class 0 (not
+        // its class 1): only the first counts.
+        let logits = t(&[0.0, (3f32).ln(), 0.0, -1.0], (2, 2));
+        let classes = Tensor::from_slice(&[1u32, 1], 2, &Device::Cpu).unwrap();
+        let got = scalar(enet_loss_where_agreeing(&logits, &classes).unwrap());
+        assert!((got - (4.0f32 / 3.0).ln()).abs() < 1e-6, "{got}");
+        let none = Tensor::from_slice(&[0u32, 1], 2, &Device::Cpu).unwrap();
+        assert_eq!(
+            scalar(enet_loss_where_agreeing(&logits, &none).unwrap()),
+            0.0
+        );
     }
 }

@@ -69,6 +69,16 @@ impl Profile {
         self.em.validate()?;
         self.nets.validate()?;
         self.semi.validate()?;
+        if self.em.enet_batch_norm == crate::em::EnetBatchNorm::Labelled
+            && self.semi.e_step_labelled_batch == 0
+        {
+            return Err(
+                "em.enet_batch_norm = \"labelled\" gathers the E-net's running \
+                        statistics on the E-step's labelled batch, but \
+                        semi.e_step_labelled_batch is 0: set it too"
+                    .into(),
+            );
+        }
         self.optimizer.validate()
     }
 
@@ -100,6 +110,11 @@ impl Profile {
 /// so that the fingerprints of earlier profiles stay what they were.
 pub(crate) fn is_zero(value: &usize) -> bool {
     *value == 0
+}
+
+/// [`is_zero`] for weights whose neutral value is 1.
+pub(crate) fn is_one(value: &f64) -> bool {
+    *value == 1.0
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub use options::{
 use crate::config::Profile;
 use crate::data::ImageSet;
 use crate::error::{Error, Result};
-use crate::losses::{discriminator_loss, enet_loss, generator_loss};
+use crate::losses::{discriminator_loss, enet_loss, enet_loss_where_agreeing, generator_loss};
 use crate::nets::{layers::softmax, Classifier, Generator, ImageShape, Mode, Weights};
 use crate::optim::{Net, NetOptimizer, OptimizerSpec};
 
@@ -359,18 +359,26 @@ impl GanEm {
             .generator
             .forward(&input, self.e_step_generator_mode(), Weights::Fixed)?
             .detach();
-        let logits = self
-            .enet
-            .forward(&images, self.enet_training_mode(), Weights::Train)?;
+        let generated_mode = match self.spec.enet_batch_norm {
+            EnetBatchNorm::Labelled => Mode::BatchStats,
+            _ => self.enet_training_mode(),
+        };
+        let logits = self.enet.forward(&images, generated_mode, Weights::Train)?;
         let targets = Tensor::from_vec(classes, batch, &self.device)?;
         let mut loss = enet_loss(&logits, &targets)?;
         let value = self.checked("L_E", &loss)?;
+        if self.semi.generated_agreeing_only {
+            loss = enet_loss_where_agreeing(&logits, &targets)?;
+        }
         if let Some((images, classes)) = self.labelled_batch(self.semi.e_step_labelled_batch)? {
             let images = self.augment_labelled(&images)?;
             let logits = self
                 .enet
                 .forward(&images, self.enet_training_mode(), Weights::Train)?;
             let targets = Tensor::from_vec(classes, images.dim(0)?, &self.device)?;
+            if self.semi.generated_weight != 1.0 {
+                loss = loss.affine(self.semi.generated_weight, 0.0)?;
+            }
             loss = (loss + enet_loss(&logits, &targets)?)?;
         }
         self.optimizers()?.enet.backward_step(&loss)?;
@@ -381,7 +389,7 @@ impl GanEm {
     fn enet_training_mode(&self) -> Mode {
         match self.spec.enet_batch_norm {
             EnetBatchNorm::Frozen => Mode::Eval,
-            EnetBatchNorm::Batch | EnetBatchNorm::Running => Mode::Train,
+            EnetBatchNorm::Batch | EnetBatchNorm::Running | EnetBatchNorm::Labelled => Mode::Train,
         }
     }
 
@@ -400,6 +408,12 @@ impl GanEm {
                 n,
                 self.soft_assignments.dim(0)?
             )));
+        }
+        if self.spec.enet_batch_norm == EnetBatchNorm::Labelled && self.labelled.is_none() {
+            return Err(Error::Invalid(
+                "em.enet_batch_norm = \"labelled\" needs labelled images (a semi-supervised run)"
+                    .into(),
+            ));
         }
         self.prepare_optimizers()?;
         if self.iteration == 0 && self.semi.warm_start_epochs > 0 && self.labelled.is_some() {
@@ -491,7 +505,7 @@ impl GanEm {
     pub fn assign(&self, images: &Tensor) -> Result<Tensor> {
         let mode = match self.spec.enet_batch_norm {
             EnetBatchNorm::Batch => Mode::BatchStats,
-            EnetBatchNorm::Running | EnetBatchNorm::Frozen => Mode::Eval,
+            EnetBatchNorm::Running | EnetBatchNorm::Labelled | EnetBatchNorm::Frozen => Mode::Eval,
         };
         self.posterior(images, mode)
     }
@@ -774,6 +788,56 @@ mod tests {
         );
     }
 
+    /// The tiny model, `edit`ed and with an E-step labelled batch of 4, after one E-step
+    /// update, its generator zeroed before it when `zero_generator`.
+    fn after_one_labelled_e_step_update(
+        edit: impl FnOnce(&mut Profile),
+        zero_generator: bool,
+    ) -> GanEm {
+        let mut model = tiny_with(|p| {
+            p.semi.e_step_labelled_batch = 4;
+            edit(p);
+        });
+        model
+            .set_labelled(images(6, 2), &[0, 1, 2, 0, 1, 2])
+            .unwrap();
+        if zero_generator {
+            for var in model.generator.params.trainable() {
+                var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+            }
+        }
+        model.enet_update(8).unwrap();
+        model
+    }
+
+    #[test]
+    fn generated_weight_scales_what_the_generated_images_teach_the_enet() {
+        let enet_after_update = |generated_weight: f64, zero_generator: bool| {
+            let edit = |p: &mut Profile| p.semi.generated_weight = generated_weight;
+            values(
+                &after_one_labelled_e_step_update(edit, zero_generator)
+                    .enet
+                    .params,
+            )
+        };
+        assert_eq!(
+            enet_after_update(0.0, false),
+            enet_after_update(0.0, true),
+            "with weight 0 only the labels teach the E-net"
+        );
+        assert_ne!(enet_after_update(1.0, false), enet_after_update(1.0, true));
+        assert_ne!(enet_after_update(0.5, false), enet_after_update(1.0, false));
+
+        let mut profile = tiny_profile();
+        profile.semi.generated_weight = 0.5;
+        let error = profile.semi.validate().unwrap_err();
+        assert!(error.contains("semi.e_step_labelled_batch"), "{error}");
+        profile.semi.e_step_labelled_batch = 4;
+        profile.semi.validate().unwrap();
+        profile.semi.generated_weight = 1.5;
+        assert!(profile.semi.validate().is_err());
+    }
+
     #[test]
     fn a_fresh_generator_batch_trains_g_on_other_images_than_ds() {
         let run = |batch: GeneratorBatch| {
@@ -815,6 +879,49 @@ mod tests {
         assert!(
             message.contains("EM iteration 1") && message.contains("L_"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn labelled_statistics_ignore_the_generated_images() {
+        let running_mean_after_update = |batch_norm: EnetBatchNorm, zero_generator: bool| {
+            let edit = |p: &mut Profile| p.em.enet_batch_norm = batch_norm;
+            running_mean(&after_one_labelled_e_step_update(edit, zero_generator))
+        };
+        let labelled = running_mean_after_update(EnetBatchNorm::Labelled, false);
+        assert!(
+            labelled.iter().any(|&m| m != 0.0),
+            "the labelled batch counts"
+        );
+        assert_eq!(
+            labelled,
+            running_mean_after_update(EnetBatchNorm::Labelled, true)
+        );
+        assert_ne!(
+            running_mean_after_update(EnetBatchNorm::Running, false),
+            running_mean_after_update(EnetBatchNorm::Running, true)
+        );
+
+        let mut profile = tiny_profile();
+        profile.em.enet_batch_norm = EnetBatchNorm::Labelled;
+        assert!(profile
+            .validate()
+            .unwrap_err()
+            .contains("e_step_labelled_batch"));
+        profile.semi.e_step_labelled_batch = 4;
+        profile.validate().unwrap();
+        let mut unlabelled =
+            GanEm::new(&profile, 3, crate::data::mnist::SHAPE, 8, 1, &Device::Cpu).unwrap();
+        let train = ImageSet {
+            images: images(8, 4),
+            labels: vec![0; 8],
+            shape: crate::data::mnist::SHAPE,
+            classes: 3,
+        };
+        let error = unlabelled.step(&train, &mut Silent).unwrap_err();
+        assert!(
+            error.to_string().contains("needs labelled images"),
+            "{error}"
         );
     }
 

@@ -46,6 +46,12 @@ pub enum EnetBatchNorm {
     /// Trained on batch statistics, real images assigned with the running statistics
     /// (PyTorch's usual train/eval split).
     Running,
+    /// Trained on batch statistics, but only the labelled real images of a semi-supervised
+    /// run (the E-step's labelled batch, the labelled fitting) update the running statistics
+    /// every image is assigned with: generated batches leave them alone, so that test images
+    /// are not normalised by the statistics of a generator's images. Needs
+    /// `semi.e_step_labelled_batch`.
+    Labelled,
     /// Always the initial running statistics (mean 0, variance 1), never updated, so each
     /// BatchNorm is a learned per-channel scale and shift: the authors' code puts the E-net in
     /// eval mode before its first update and never back. Generated and real images then go
@@ -213,6 +219,17 @@ pub struct SemiSpec {
     /// (for faces, not for digits). false, the paper.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub labelled_flip: bool,
+    /// Weight of the generated images' cross-entropy L_E in every E-step update beside the
+    /// labelled batch (`e_step_labelled_batch`), so that a generator whose classes are not
+    /// yet the digits teaches the E-net less; 0 leaves only the labels. 1, the paper: L_E as
+    /// it is.
+    #[serde(skip_serializing_if = "crate::config::is_one")]
+    pub generated_weight: f64,
+    /// The E-step learns only from the generated images whose class the E-net already
+    /// predicts, so that the images a generator drew for the wrong class do not teach it
+    /// that class. false, the paper: every generated image counts.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub generated_agreeing_only: bool,
 }
 
 impl Default for SemiSpec {
@@ -227,6 +244,8 @@ impl Default for SemiSpec {
             warm_start_epochs: 0,
             labelled_shift: 0,
             labelled_flip: false,
+            generated_weight: 1.0,
+            generated_agreeing_only: false,
         }
     }
 }
@@ -242,6 +261,19 @@ impl SemiSpec {
         }
         validate::count("semi.labelled_batch_size", self.labelled_batch_size)?;
         validate::count("semi.check_every", self.check_every)?;
-        validate::count("semi.max_labelled_updates", self.max_labelled_updates)
+        validate::count("semi.max_labelled_updates", self.max_labelled_updates)?;
+        let weight = self.generated_weight;
+        if !(0.0..=1.0).contains(&weight) {
+            return Err(format!(
+                "semi.generated_weight = {weight} is out of range: it must be in [0, 1]"
+            ));
+        }
+        if weight < 1.0 && self.e_step_labelled_batch == 0 {
+            return Err(format!(
+                "semi.generated_weight = {weight} weighs L_E against the E-step's labelled \
+                 batch, but semi.e_step_labelled_batch is 0: set it too"
+            ));
+        }
+        Ok(())
     }
 }
