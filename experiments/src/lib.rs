@@ -89,6 +89,13 @@ pub fn load_profile(experiment: &str, name: &str, overrides: &[String]) -> Resul
     load_profile_for_labels(experiment, name, None, overrides)
 }
 
+/// Whether `name` is one of `experiment`'s built-in profiles (not a file or a variant).
+pub fn is_builtin(experiment: &str, name: &str) -> bool {
+    BUILTIN_PROFILES
+        .iter()
+        .any(|(e, n, _, _)| *e == experiment && *n == name)
+}
+
 /// The key of a profile's settings for one number of labelled images: a table
 /// `[for_labels.N.section]` is laid over the profile's own settings in runs with N labels.
 const FOR_LABELS: &str = "for_labels";

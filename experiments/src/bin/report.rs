@@ -117,13 +117,60 @@ fn celeba_tables(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The fingerprints of the recipes the two profiles name for Table 1's cells, where they are
+/// built-in profiles (a variant such as `fast[semi.x=1]` is found by its name instead).
+fn table1_recipes(clustering: &str, semi_supervised: &str) -> Vec<report::CellRecipe> {
+    let cells = [
+        ("mnist_cluster", "mnist-cluster", clustering, "mnist", 0),
+        (
+            "semi",
+            "semi-supervised/mnist",
+            semi_supervised,
+            "mnist",
+            100,
+        ),
+        (
+            "semi",
+            "semi-supervised/mnist",
+            semi_supervised,
+            "mnist",
+            1000,
+        ),
+        (
+            "semi",
+            "semi-supervised/svhn",
+            semi_supervised,
+            "svhn",
+            1000,
+        ),
+    ];
+    cells
+        .into_iter()
+        .filter(|(_, experiment, profile, _, _)| experiments::is_builtin(experiment, profile))
+        .filter_map(|(summary, experiment, profile, dataset, labels)| {
+            let labels_of_run = (labels > 0).then_some(labels);
+            let loaded =
+                experiments::load_profile_for_labels(experiment, profile, labels_of_run, &[])
+                    .ok()?;
+            Some(report::CellRecipe {
+                summary: summary.into(),
+                dataset: dataset.into(),
+                labels,
+                fingerprint: loaded.profile.fingerprint(),
+            })
+        })
+        .collect()
+}
+
 fn table1(args: &Args) -> Result<()> {
     let paper = report::read_paper(&args.paper.join("table1_mnist_svhn.csv"))?;
+    let clustering = args
+        .clustering_profile
+        .clone()
+        .unwrap_or_else(|| args.profile.clone());
     let profiles = report::Table1Profiles {
-        clustering: args
-            .clustering_profile
-            .clone()
-            .unwrap_or_else(|| args.profile.clone()),
+        recipes: table1_recipes(&clustering, &args.profile),
+        clustering,
         semi_supervised: args.profile.clone(),
     };
     let cells = report::table1(&paper, &args.results, &profiles)?;

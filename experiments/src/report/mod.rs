@@ -15,7 +15,8 @@ pub mod celeba;
 mod table1;
 use crate::runs::SummaryRow;
 pub use table1::{
-    table1, table1_cells_markdown, table1_figure, table1_markdown, ComparedCell, Table1Profiles,
+    table1, table1_cells_markdown, table1_figure, table1_markdown, CellRecipe, ComparedCell,
+    Table1Profiles,
 };
 
 /// A cell of a table as the paper prints it (error in percent).
@@ -264,13 +265,15 @@ pub fn learning_curves(
     let mut written = Vec::new();
     for summary in ["mnist_cluster", "semi"] {
         let profile = profiles.for_summary(summary);
-        for line in read_summary(results, summary)? {
-            if line.profile != profile {
+        let lines = read_summary(results, summary)?;
+        for line in &lines {
+            let picked = profiles.pick(&lines, summary, &line.dataset, line.labels, line.k);
+            if !picked.is_some_and(|p| std::ptr::eq(p, line)) {
                 continue;
             }
             let mut series = Vec::new();
             for seed in line.seeds.split(';').filter(|s| !s.is_empty()) {
-                let Some(csv) = run_csv(results, summary, &line, seed)? else {
+                let Some(csv) = run_csv(results, summary, line, seed)? else {
                     continue;
                 };
                 let df = read_csv(&csv)?;
@@ -295,14 +298,15 @@ pub fn learning_curves(
             );
             let path = figures.join(name);
             let title = format!(
-                "{} {}, K = {}: test error per EM iteration ({profile})",
+                "{} {}, K = {}: test error per EM iteration ({})",
                 line.dataset.to_uppercase(),
                 if line.labels == 0 {
                     "clustering".to_string()
                 } else {
                     format!("{} labels", line.labels)
                 },
-                line.k
+                line.k,
+                line.profile
             );
             plots::lines(&path, &title, ("EM iteration", "test error (%)"), &series)?;
             written.push(path);
@@ -478,6 +482,47 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_with_a_known_recipe_shows_that_recipes_runs_whatever_their_name() {
+        let line = |profile: &str, hash: &str, runs: usize| {
+            let mut line = SummaryRow::example("mnist", 1000, 10, runs, 0.03);
+            (line.profile, line.profile_hash) = (profile.into(), hash.into());
+            line
+        };
+        let lines = [
+            line("fast", "old", 3),
+            line("fast[semi.e_step_labelled_batch=64]", "new", 3),
+            line("fast[semi.x=1]", "new", 1),
+        ];
+        let with_recipe = |fingerprint: &str| Table1Profiles {
+            recipes: vec![CellRecipe {
+                summary: "semi".into(),
+                dataset: "mnist".into(),
+                labels: 1000,
+                fingerprint: fingerprint.into(),
+            }],
+            ..Table1Profiles::same("fast")
+        };
+        let picked = |profiles: &Table1Profiles| {
+            profiles
+                .pick(&lines, "semi", "mnist", 1000, 10)
+                .map(|l| l.profile.clone())
+        };
+        // The profile's recipe, filed under a --set name, the line with the most runs.
+        assert_eq!(
+            picked(&with_recipe("new")).as_deref(),
+            Some("fast[semi.e_step_labelled_batch=64]")
+        );
+        // Runs under the profile's name but of an older recipe do not count.
+        assert_eq!(picked(&with_recipe("newer")), None);
+        assert_eq!(picked(&with_recipe("old")).as_deref(), Some("fast"));
+        // Without a known recipe (or for another cell), the name decides.
+        assert_eq!(
+            picked(&Table1Profiles::same("fast")).as_deref(),
+            Some("fast")
+        );
+    }
+
+    #[test]
     fn cells_without_runs_stay_missing_and_ours_sit_beside_the_paper() {
         let dir = std::env::temp_dir().join(format!("ganem-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -511,6 +556,7 @@ mod tests {
         let split = Table1Profiles {
             clustering: "paper".into(),
             semi_supervised: "fast".into(),
+            recipes: Vec::new(),
         };
         assert!(table1(&paper, &dir, &split)
             .unwrap()
