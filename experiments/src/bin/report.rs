@@ -120,37 +120,20 @@ fn celeba_tables(args: &Args) -> Result<()> {
 /// The fingerprints of the recipes the two profiles name for Table 1's cells, where they are
 /// built-in profiles (a variant such as `fast[semi.x=1]` is found by its name instead).
 fn table1_recipes(clustering: &str, semi_supervised: &str) -> Vec<report::CellRecipe> {
-    let cells = [
-        ("mnist_cluster", "mnist-cluster", clustering, "mnist", 0),
-        (
-            "semi",
-            "semi-supervised/mnist",
-            semi_supervised,
-            "mnist",
-            100,
-        ),
-        (
-            "semi",
-            "semi-supervised/mnist",
-            semi_supervised,
-            "mnist",
-            1000,
-        ),
-        (
-            "semi",
-            "semi-supervised/svhn",
-            semi_supervised,
-            "svhn",
-            1000,
-        ),
-    ];
-    cells
-        .into_iter()
-        .filter(|(_, experiment, profile, _, _)| experiments::is_builtin(experiment, profile))
-        .filter_map(|(summary, experiment, profile, dataset, labels)| {
+    report::RUN_CELLS
+        .iter()
+        .filter_map(|&(_, summary, dataset, labels)| {
+            let (experiment, profile) = if summary == "semi" {
+                (format!("semi-supervised/{dataset}"), semi_supervised)
+            } else {
+                ("mnist-cluster".to_string(), clustering)
+            };
+            if !experiments::is_builtin(&experiment, profile) {
+                return None;
+            }
             let labels_of_run = (labels > 0).then_some(labels);
             let loaded =
-                experiments::load_profile_for_labels(experiment, profile, labels_of_run, &[])
+                experiments::load_profile_for_labels(&experiment, profile, labels_of_run, &[])
                     .ok()?;
             Some(report::CellRecipe {
                 summary: summary.into(),

@@ -16,7 +16,7 @@ mod table1;
 use crate::runs::SummaryRow;
 pub use table1::{
     table1, table1_cells_markdown, table1_figure, table1_markdown, CellRecipe, ComparedCell,
-    Table1Profiles,
+    Table1Profiles, RUN_CELLS,
 };
 
 /// A cell of a table as the paper prints it (error in percent).

@@ -20,12 +20,21 @@ enum Source {
     Baseline(&'static str),
 }
 
+/// Table 1's GAN-EM columns and the runs that fill them: (column, summary file, data set,
+/// labelled images; 0 for clustering).
+pub const RUN_CELLS: [(&str, &str, &str, usize); 4] = [
+    ("MNIST (unsupervised)", "mnist_cluster", "mnist", 0),
+    ("MNIST (100 labels)", "semi", "mnist", 100),
+    ("MNIST (1000 labels)", "semi", "mnist", 1000),
+    ("SVHN (1000 labels)", "semi", "svhn", 1000),
+];
+
 fn source(cell: &PaperCell) -> Option<Source> {
     Some(match (cell.row.as_str(), cell.column.as_str()) {
-        ("GAN-EM", "MNIST (unsupervised)") => Source::Runs("mnist_cluster", "mnist", 0),
-        ("GAN-EM", "MNIST (100 labels)") => Source::Runs("semi", "mnist", 100),
-        ("GAN-EM", "MNIST (1000 labels)") => Source::Runs("semi", "mnist", 1000),
-        ("GAN-EM", "SVHN (1000 labels)") => Source::Runs("semi", "svhn", 1000),
+        ("GAN-EM", column) => {
+            let &(_, summary, dataset, labels) = RUN_CELLS.iter().find(|c| c.0 == column)?;
+            Source::Runs(summary, dataset, labels)
+        }
         ("K-means", "MNIST (unsupervised)") => Source::Baseline("k-means"),
         ("GMM", "MNIST (unsupervised)") => Source::Baseline("gmm"),
         _ => return None,
