@@ -112,6 +112,11 @@ pub(crate) fn is_zero(value: &usize) -> bool {
     *value == 0
 }
 
+/// [`is_zero`] for rates where 0 means off.
+pub(crate) fn is_zero_f64(value: &f64) -> bool {
+    *value == 0.0
+}
+
 /// [`is_zero`] for weights whose neutral value is 1.
 pub(crate) fn is_one(value: &f64) -> bool {
     *value == 1.0

@@ -62,9 +62,13 @@ struct CheckpointState {
     identity: RunIdentity,
     iteration: usize,
     phi: Vec<f64>,
+    /// E-net updates the averaged E-net has followed (`em.enet_average`).
+    #[serde(default, skip_serializing_if = "crate::config::is_zero")]
+    enet_average_updates: usize,
 }
 
 const NETS: [&str; 3] = ["generator", "discriminator", "enet"];
+const AVERAGED_ENET: &str = "enet_average.safetensors";
 
 impl GanEm {
     /// Saves G, D, the E-net (with running statistics), phi and the iteration into `dir`.
@@ -75,10 +79,14 @@ impl GanEm {
         for (name, params) in NETS.iter().zip(self.params()) {
             params.save(&dir.join(format!("{name}.safetensors")))?;
         }
+        if let Some(average) = &self.averaged_enet {
+            average.net.params.save(&dir.join(AVERAGED_ENET))?;
+        }
         let state = CheckpointState {
             identity: identity.clone(),
             iteration: self.iteration,
             phi: self.phi.clone(),
+            enet_average_updates: self.averaged_enet.as_ref().map_or(0, |a| a.updates),
         };
         let path = dir.join("state.json");
         let partial = dir.join("state.json.partial");
@@ -98,6 +106,10 @@ impl GanEm {
         let state = read_state(dir, identity)?;
         for (name, params) in NETS.iter().zip(self.params_mut()) {
             params.load(&dir.join(format!("{name}.safetensors")))?;
+        }
+        if let Some(average) = &mut self.averaged_enet {
+            average.net.params.load(&dir.join(AVERAGED_ENET))?;
+            average.updates = state.enet_average_updates;
         }
         self.phi = state.phi;
         self.iteration = state.iteration;

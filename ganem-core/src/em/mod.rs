@@ -1,6 +1,7 @@
 //! The EM loop of Algorithm 1: the M-step updates phi and trains G and D on the soft
 //! assignments; the E-step trains the E-net on generated images and re-assigns the real ones.
 
+mod average;
 mod checkpoint;
 pub mod health;
 mod options;
@@ -76,6 +77,8 @@ pub struct GanEm {
     pub generator: Generator,
     pub discriminator: Classifier,
     pub enet: Classifier,
+    /// The average of `em.enet_average`, when set: the E-net that is scored.
+    averaged_enet: Option<average::AveragedEnet>,
     /// P(c = i), from the last M-step.
     pub phi: Vec<f64>,
     /// `(N, K)` soft assignments w of the training images, from the last E-step.
@@ -124,15 +127,26 @@ impl GanEm {
         let nets = &profile.nets;
         let generator = Generator::new(nets, image, clusters, device, &mut rng)?;
         let discriminator = Classifier::new(nets, image, clusters + 1, 0, "d", device, &mut rng)?;
-        let enet = Classifier::new(
-            nets,
-            image,
-            clusters,
-            nets.enet_bottleneck,
-            "e",
-            device,
-            &mut rng,
-        )?;
+        let build_enet = |rng: &mut ChaCha8Rng| {
+            Classifier::new(
+                nets,
+                image,
+                clusters,
+                nets.enet_bottleneck,
+                "e",
+                device,
+                rng,
+            )
+        };
+        let enet = build_enet(&mut rng)?;
+        let averaged_enet = match profile.em.enet_average {
+            0.0 => None,
+            decay => {
+                // Built like the E-net, then overwritten with its values: the draw is discarded.
+                let copy = build_enet(&mut rng_for(seed, u64::MAX - 1))?;
+                Some(average::AveragedEnet::new(copy, &enet, decay)?)
+            }
+        };
         let soft_assignments = Tensor::full(1.0 / clusters as f32, (train_len, clusters), device)?;
         Ok(Self {
             spec: profile.em.clone(),
@@ -142,6 +156,7 @@ impl GanEm {
             generator,
             discriminator,
             enet,
+            averaged_enet,
             phi: vec![1.0 / clusters as f64; clusters],
             soft_assignments,
             iteration: 0,
@@ -174,6 +189,11 @@ impl GanEm {
         let batch = (2 * em.batch_size)
             .max(em.e_step_batch_size)
             .max(em.eval_batch_size) as u64;
+        let averaged_enet = if em.enet_average > 0.0 {
+            sizes[2].params as u64
+        } else {
+            0
+        };
         let params: u64 = sizes.iter().map(|s| s.params as u64).sum();
         let activations: u64 = sizes
             .iter()
@@ -182,6 +202,7 @@ impl GanEm {
             .unwrap_or(0);
         let floats = 4 * (train_len * clusters) as u64 // w, logits, softmax, its temporaries
             + 4 * params // weights, gradients, two moments
+            + averaged_enet
             + 3 * batch * activations; // forward, backward and the gradient buffers
         4 * floats
     }
@@ -381,8 +402,24 @@ impl GanEm {
             }
             loss = (loss + enet_loss(&logits, &targets)?)?;
         }
-        self.optimizers()?.enet.backward_step(&loss)?;
+        self.enet_backward_step(&loss)?;
         Ok(value)
+    }
+
+    /// Updates the E-net from `loss`, and its average when there is one.
+    fn enet_backward_step(&mut self, loss: &Tensor) -> Result<()> {
+        self.optimizers()?.enet.backward_step(loss)?;
+        if let Some(average) = &mut self.averaged_enet {
+            average.follow(&self.enet)?;
+        }
+        Ok(())
+    }
+
+    /// The E-net whose predictions are scored: the average of `em.enet_average` when set.
+    fn scored_enet(&self) -> &Classifier {
+        self.averaged_enet
+            .as_ref()
+            .map_or(&self.enet, |average| &average.net)
     }
 
     /// The E-net's BatchNorm mode while it trains.
@@ -507,28 +544,36 @@ impl GanEm {
             EnetBatchNorm::Batch => Mode::BatchStats,
             EnetBatchNorm::Running | EnetBatchNorm::Labelled | EnetBatchNorm::Frozen => Mode::Eval,
         };
-        self.posterior(images, mode)
+        self.posterior(&self.enet, images, mode)
     }
 
-    fn posterior(&self, images: &Tensor, mode: Mode) -> Result<Tensor> {
-        let logits = self
-            .enet
-            .predict_logits(images, self.spec.eval_batch_size, mode)?;
+    fn posterior(&self, net: &Classifier, images: &Tensor, mode: Mode) -> Result<Tensor> {
+        let logits = net.predict_logits(images, self.spec.eval_batch_size, mode)?;
         Ok(softmax(&logits)?)
     }
 
-    /// The most likely cluster of each of `images`, for evaluation: the E-net in evaluation
-    /// mode, so one image's cluster does not depend on the images that share its batch.
-    pub fn predict(&self, images: &Tensor) -> Result<Vec<usize>> {
-        let hard: Vec<u32> = self.posterior(images, Mode::Eval)?.argmax(1)?.to_vec1()?;
+    /// The most likely cluster of each of `images` by `net` in evaluation mode, so one
+    /// image's cluster does not depend on the images that share its batch.
+    fn classify(&self, net: &Classifier, images: &Tensor) -> Result<Vec<usize>> {
+        let hard: Vec<u32> = self
+            .posterior(net, images, Mode::Eval)?
+            .argmax(1)?
+            .to_vec1()?;
         Ok(hard.into_iter().map(|c| c as usize).collect())
     }
 
+    /// The most likely cluster of each of `images`, for evaluation: the scored E-net (the
+    /// average of `em.enet_average` when set) in evaluation mode.
+    pub fn predict(&self, images: &Tensor) -> Result<Vec<usize>> {
+        self.classify(self.scored_enet(), images)
+    }
+
     /// The E-net's reduced representation of `images` (Sec. 5.4): the output of its layer r
-    /// (`nets.enet_bottleneck`), or of its last hidden layer without one, in evaluation mode.
+    /// (`nets.enet_bottleneck`), or of its last hidden layer without one, in evaluation mode,
+    /// by the scored E-net.
     pub fn features(&self, images: &Tensor) -> Result<Tensor> {
         Ok(self
-            .enet
+            .scored_enet()
             .predict_features(images, self.spec.eval_batch_size, Mode::Eval)?)
     }
 
@@ -606,7 +651,7 @@ mod tests {
         let x = images(6, 3);
         let probabilities = |model: &GanEm| -> Vec<f32> {
             model
-                .posterior(&x, Mode::Eval)
+                .posterior(&model.enet, &x, Mode::Eval)
                 .unwrap()
                 .flatten_all()
                 .unwrap()
@@ -836,6 +881,85 @@ mod tests {
         profile.semi.validate().unwrap();
         profile.semi.generated_weight = 1.5;
         assert!(profile.semi.validate().is_err());
+    }
+
+    #[test]
+    fn the_averaged_enet_follows_the_enet_is_scored_and_resumes_without_changing_training() {
+        let mut plain = tiny_with(|_| ());
+        let mut averaged = tiny_with(|p| p.em.enet_average = 0.5);
+        let mut expected = values(&plain.enet.params);
+        // The decay after t updates is min(0.5, (1 + t) / (10 + t)).
+        for decay in [0.1f32, 2.0 / 11.0, 0.25, 4.0 / 13.0] {
+            plain.enet_update(8).unwrap();
+            averaged.enet_update(8).unwrap();
+            for (e, w) in expected.iter_mut().zip(values(&plain.enet.params)) {
+                for (e, w) in e.iter_mut().zip(w) {
+                    *e = decay * *e + (1.0 - decay) * w;
+                }
+            }
+        }
+        assert_eq!(
+            values(&plain.enet.params),
+            values(&averaged.enet.params),
+            "the average leaves the E-net's training alone"
+        );
+        let average = averaged.averaged_enet.as_ref().unwrap();
+        assert_eq!(average.updates, 4);
+        let got = values(&average.net.params);
+        let worst = got
+            .iter()
+            .flatten()
+            .zip(expected.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "average off by {worst}");
+
+        let x = images(5, 4);
+        let features = |net: &Classifier| -> Vec<f32> {
+            net.predict_features(&x, 5, Mode::Eval)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let scored: Vec<f32> = averaged
+            .features(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(scored, features(&average.net));
+        assert_ne!(scored, features(&averaged.enet));
+
+        let dir = std::env::temp_dir().join(format!("ganem-average-{}", std::process::id()));
+        let identity = RunIdentity {
+            dataset: "tiny".into(),
+            clusters: 3,
+            labels: 0,
+            profile: "tiny".into(),
+            profile_hash: "h".into(),
+            seed: 1,
+        };
+        averaged.save(&dir, &identity).unwrap();
+        let mut resumed = tiny_with(|p| p.em.enet_average = 0.5);
+        let train = crate::data::ImageSet {
+            images: images(8, 5),
+            labels: vec![0; 8],
+            shape: crate::data::mnist::SHAPE,
+            classes: 3,
+        };
+        resumed.resume(&dir, &identity, &train).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let back = resumed.averaged_enet.as_ref().unwrap();
+        assert_eq!(back.updates, 4);
+        assert_eq!(values(&back.net.params), got);
+
+        let mut profile = tiny_profile();
+        profile.em.enet_average = 1.0;
+        let error = profile.em.validate().unwrap_err();
+        assert!(error.contains("em.enet_average"), "{error}");
     }
 
     #[test]

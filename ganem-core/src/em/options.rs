@@ -123,6 +123,15 @@ pub struct EmSpec {
     pub e_step_generator_statistics: GeneratorStatistics,
     /// A loss whose magnitude exceeds this (or that is not finite) ends the run as diverged.
     pub max_loss: f64,
+    /// When above 0, the decay of an exponential moving average of the E-net's weights and
+    /// running statistics, updated after every E-net update (beyond the paper): the averaged
+    /// E-net classifies the test images and gives the reduced representation, while the E-net
+    /// itself still assigns the training images and is judged by the labelled stopping rule,
+    /// so training runs as without it. In its first updates the average follows faster
+    /// (decay at most (1 + t) / (10 + t) after t updates), so that it forgets the initial
+    /// weights.
+    #[serde(skip_serializing_if = "crate::config::is_zero_f64")]
+    pub enet_average: f64,
 }
 
 impl Default for EmSpec {
@@ -148,6 +157,7 @@ impl Default for EmSpec {
             enet_batch_norm: EnetBatchNorm::Batch,
             e_step_generator_statistics: GeneratorStatistics::Batch,
             max_loss: 1e6,
+            enet_average: 0.0,
         }
     }
 }
@@ -175,7 +185,8 @@ impl EmSpec {
         validate::non_negative("em.generator_weight_clip", self.generator_weight_clip)?;
         validate::count("em.discriminator_steps", self.discriminator_steps)?;
         validate::count("em.eval_batch_size", self.eval_batch_size)?;
-        validate::positive("em.max_loss", self.max_loss)
+        validate::positive("em.max_loss", self.max_loss)?;
+        validate::unit_interval_open("em.enet_average", self.enet_average)
     }
 }
 

@@ -76,7 +76,8 @@ impl GanEm {
         let Some((images, classes)) = &self.labelled else {
             return Ok(None);
         };
-        let predicted = self.predict(images)?;
+        // The E-net itself, not its average: the stopping rule is part of its training.
+        let predicted = self.classify(&self.enet, images)?;
         let wrong = predicted
             .iter()
             .zip(classes)
@@ -117,7 +118,7 @@ impl GanEm {
                     .forward(&x, self.enet_training_mode(), Weights::Train)?;
                 let loss = enet_loss(&logits, &Tensor::from_vec(targets, batch, &self.device)?)?;
                 sum += self.checked("L_E (supervised)", &loss)?;
-                self.optimizers()?.enet.backward_step(&loss)?;
+                self.enet_backward_step(&loss)?;
                 progress.advance(1);
             }
             progress.finish();
@@ -172,7 +173,7 @@ impl GanEm {
                 let targets = Tensor::from_vec(targets, batch, &self.device)?;
                 let loss = enet_loss(&logits, &targets)?;
                 self.checked("L_E (labelled)", &loss)?;
-                self.optimizers()?.enet.backward_step(&loss)?;
+                self.enet_backward_step(&loss)?;
                 updates += 1;
             }
             error = self.labelled_error()?.expect("labelled images");

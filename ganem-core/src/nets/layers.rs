@@ -122,6 +122,27 @@ impl Params {
         data.get(name).map(|v| v.as_tensor().clone())
     }
 
+    /// Moves every tensor (weights and running statistics) toward `other`'s tensor of the same
+    /// name: `self = decay * self + (1 - decay) * other`. With `decay = 0`, a copy. Both sets
+    /// must belong to networks built alike.
+    pub fn move_toward(&self, other: &Params, decay: f64) -> Result<()> {
+        let ours = self.map.data().lock().expect("parameter map poisoned");
+        let theirs = other.map.data().lock().expect("parameter map poisoned");
+        for (name, var) in ours.iter() {
+            let target = theirs.get(name).ok_or_else(|| {
+                candle_core::Error::Msg(format!("no tensor {name} in the network to follow"))
+            })?;
+            let next = if decay == 0.0 {
+                target.as_tensor().copy()?
+            } else {
+                (var.as_tensor().affine(decay, 0.0)?
+                    + target.as_tensor().affine(1.0 - decay, 0.0)?)?
+            };
+            var.set(&next)?;
+        }
+        Ok(())
+    }
+
     /// The tensors an optimiser updates (running statistics excluded).
     pub fn trainable(&self) -> &[Var] {
         &self.trainable
