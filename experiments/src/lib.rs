@@ -2,6 +2,7 @@
 //! over seeds and their summaries.
 
 pub mod clustering;
+pub mod host_speed;
 pub mod labels_only;
 pub mod plots;
 pub mod provenance;

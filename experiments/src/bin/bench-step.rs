@@ -69,6 +69,13 @@ struct Args {
     /// with `--python`.
     #[arg(long)]
     em_iteration: bool,
+    /// Measure only the host's raw speed (its effective clock and fp32 multiply-add rates at
+    /// 256 and 512 bits, one thread and all threads) into results/bench_host.csv, one row per
+    /// kind of host, so that timings from two hosts can be compared with what each can do.
+    #[arg(long)]
+    host: bool,
+    #[arg(long, default_value = "results/bench_host.csv")]
+    host_out: PathBuf,
     /// The PyTorch reference GAN-EM for `--em-iteration`.
     #[arg(long, default_value = "../shared/reference/ganem_probe.py")]
     probe: PathBuf,
@@ -263,6 +270,9 @@ fn time_rows(args: &Args, profile: &Profile) -> Result<Vec<(String, f64, f64)>> 
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.host {
+        return measure_host(&args.host_out);
+    }
     let mut profile = load_profile("mnist-cluster", "fast", &[])?.profile;
     profile.nets.width = args.width;
     profile.nets.generator_fc_hidden = args.generator_fc_hidden;
@@ -402,6 +412,32 @@ fn main() -> Result<()> {
         experiments::report::write_rows(&args.out, &measured)?;
     }
     println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// `--host`: this host's raw rates, replacing its earlier row in `out`.
+fn measure_host(out: &Path) -> Result<()> {
+    let speed = experiments::host_speed::HostSpeed::measure();
+    let rate = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    println!(
+        "host: {} ({}), {}, {} threads",
+        speed.cpu_model, speed.cpu_family_model, speed.vector_isa, speed.threads
+    );
+    println!(
+        "effective clock {} GHz; fp32 FMA GFLOP/s per thread: {} at 256 bits, {} at 512 bits; \
+         {} on all {} threads",
+        rate(speed.effective_clock_ghz),
+        rate(speed.fma256_gflops),
+        rate(speed.fma512_gflops),
+        rate(speed.all_threads_gflops),
+        speed.threads
+    );
+    let same = |a: &experiments::host_speed::HostSpeed, b: &experiments::host_speed::HostSpeed| {
+        (&a.cpu_model, &a.cpu_family_model, &a.vector_isa, a.threads)
+            == (&b.cpu_model, &b.cpu_family_model, &b.vector_isa, b.threads)
+    };
+    experiments::merge_rows(out, vec![speed], same)?;
+    println!("wrote {}", out.display());
     Ok(())
 }
 
