@@ -64,13 +64,7 @@ impl HostSpeed {
 }
 
 fn cpu_family_model() -> String {
-    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find(|l| l.split(':').next().map(str::trim) == Some(name))
-            .and_then(|l| l.split(':').nth(1))
-            .map_or("?".to_string(), |v| v.trim().to_string())
-    };
+    let field = |name| crate::provenance::cpuinfo_field(name).unwrap_or_else(|| "?".into());
     format!("family {} model {}", field("cpu family"), field("model"))
 }
 

@@ -38,15 +38,16 @@ impl Provenance {
 }
 
 fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
+    cpuinfo_field("model name").unwrap_or_else(|| "unknown".into())
+}
+
+/// The first value of `name` in /proc/cpuinfo (e.g. `model name`, `cpu family`).
+pub fn cpuinfo_field(name: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines()
+        .find(|l| l.split(':').next().map(str::trim) == Some(name))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|v| v.trim().to_string())
 }
 
 fn vector_isa() -> &'static str {
