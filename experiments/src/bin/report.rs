@@ -140,6 +140,7 @@ fn table1_recipes(clustering: &str, semi_supervised: &str) -> Vec<report::CellRe
                 dataset: dataset.into(),
                 labels,
                 fingerprint: loaded.profile.fingerprint(),
+                iterations: loaded.profile.em.iterations,
             })
         })
         .collect()

@@ -486,19 +486,24 @@ mod tests {
         let line = |profile: &str, hash: &str, runs: usize| {
             let mut line = SummaryRow::example("mnist", 1000, 10, runs, 0.03);
             (line.profile, line.profile_hash) = (profile.into(), hash.into());
+            line.iterations = 20;
             line
         };
+        let mut shorter = line("fast[em.iterations=16]", "new", 3);
+        shorter.iterations = 16;
         let lines = [
             line("fast", "old", 3),
             line("fast[semi.e_step_labelled_batch=64]", "new", 3),
             line("fast[semi.x=1]", "new", 1),
+            shorter,
         ];
-        let with_recipe = |fingerprint: &str| Table1Profiles {
+        let recipe_of_length = |fingerprint: &str, iterations: usize| Table1Profiles {
             recipes: vec![CellRecipe {
                 summary: "semi".into(),
                 dataset: "mnist".into(),
                 labels: 1000,
                 fingerprint: fingerprint.into(),
+                iterations,
             }],
             ..Table1Profiles::same("fast")
         };
@@ -507,10 +512,16 @@ mod tests {
                 .pick(&lines, "semi", "mnist", 1000, 10)
                 .map(|l| l.profile.clone())
         };
+        let with_recipe = |fingerprint: &str| recipe_of_length(fingerprint, 20);
         // The profile's recipe, filed under a --set name, the line with the most runs.
         assert_eq!(
             picked(&with_recipe("new")).as_deref(),
             Some("fast[semi.e_step_labelled_batch=64]")
+        );
+        // A length is not in the fingerprint: runs of the recipe's own length come first.
+        assert_eq!(
+            picked(&recipe_of_length("new", 16)).as_deref(),
+            Some("fast[em.iterations=16]")
         );
         // Runs under the profile's name but of an older recipe do not count.
         assert_eq!(picked(&with_recipe("newer")), None);

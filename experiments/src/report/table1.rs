@@ -63,6 +63,9 @@ pub struct CellRecipe {
     pub dataset: String,
     pub labels: usize,
     pub fingerprint: String,
+    /// The recipe's EM iterations: a run's length is not part of its fingerprint (a run can
+    /// be extended), so runs of the recipe's own length come first.
+    pub iterations: usize,
 }
 
 impl Table1Profiles {
@@ -76,8 +79,8 @@ impl Table1Profiles {
     }
 
     /// The summary line of a cell: the runs of the cell's recipe where its fingerprint is
-    /// known (those filed under the profile's own name first, then the most runs), else the
-    /// runs filed under the profile's name.
+    /// known (those of the recipe's length first, then those filed under the profile's own
+    /// name, then the most runs), else the runs filed under the profile's name.
     pub fn pick<'a>(
         &self,
         lines: &'a [SummaryRow],
@@ -97,7 +100,14 @@ impl Table1Profiles {
         match recipe {
             Some(r) => cell
                 .filter(|s| s.profile_hash == r.fingerprint)
-                .max_by_key(|s| (s.profile == name, s.runs, s.iterations)),
+                .max_by_key(|s| {
+                    (
+                        s.iterations == r.iterations,
+                        s.profile == name,
+                        s.runs,
+                        s.iterations,
+                    )
+                }),
             None => cell.find(|s| s.profile == name),
         }
     }
