@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use experiments::labels_only::{self, Baseline};
+use experiments::report::celeba::AttributeRow;
 use experiments::runner::{CommonArgs, Experiment, IterationRow};
 use experiments::runs::RunRecord;
 use ganem_core::data::celeba::{self, Celeba, ATTRIBUTES};
@@ -92,28 +93,6 @@ fn attributes(text: &str) -> Result<Vec<usize>> {
     text.split(',')
         .map(|name| Ok(Celeba::attribute_index(name.trim())?))
         .collect()
-}
-
-/// One row of results/celeba_attributes.csv: a finished run of one attribute and setting.
-#[derive(Serialize, Deserialize)]
-struct AttributeRow {
-    attribute: String,
-    /// `unsupervised` or `semi` (with `labels` labelled faces).
-    setting: String,
-    labels: usize,
-    test_error: f64,
-    nmi: f64,
-    ari: f64,
-    n_train: usize,
-    n_held_out: usize,
-    /// Mean share of the majority value of the other 39 attributes among the chosen faces.
-    purity: f64,
-    status: RunStatus,
-    iterations: usize,
-    seconds: f64,
-    profile: String,
-    profile_hash: String,
-    seed: u64,
 }
 
 fn main() -> Result<()> {

@@ -91,13 +91,19 @@ fn celeba_tables(args: &Args) -> Result<()> {
         &args.results,
         &profiles,
     )?;
+    let runs = celeba::read_attribute_rows(&args.results)?;
     let csv = args.results.join("celeba_comparison.csv");
     report::write_rows(
         &csv,
-        &celeba::comparison(&args.paper.join("table2_celeba.csv"), &cells)?,
+        &celeba::comparison(&args.paper.join("table2_celeba.csv"), &cells, &runs)?,
     )?;
     let md = args.reports.join("table2.md");
-    let text = celeba::markdown(&args.paper.join("table2_celeba.csv"), &cells, &profiles)?;
+    let text = celeba::markdown(
+        &args.paper.join("table2_celeba.csv"),
+        &cells,
+        &runs,
+        &profiles,
+    )?;
     experiments::runs::write_atomically(&md, text.as_bytes())?;
     let figures = args.reports.join("figures");
     for (semi, name) in [
@@ -106,7 +112,7 @@ fn celeba_tables(args: &Args) -> Result<()> {
     ] {
         celeba::figure(&cells, semi, &figures.join(name), &profiles)?;
     }
-    let [unsupervised, semi] = celeba::averages(&cells);
+    let [unsupervised, semi] = celeba::averages(&cells, &runs);
     println!(
         "wrote {}, {} and figures/table3_*.png; attributes with runs: {} unsupervised, {} with 100 labels",
         csv.display(),

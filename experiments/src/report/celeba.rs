@@ -5,10 +5,44 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use ganem_core::data::celeba::ATTRIBUTES;
+use ganem_core::em::RunStatus;
+use serde::{Deserialize, Serialize};
 
 use super::{numbers, read_csv, read_summary, required, texts};
 use crate::plots;
+
+/// One row of `results/celeba_attributes.csv` (written by `celeba`): a finished run of one
+/// attribute, setting and seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttributeRow {
+    pub attribute: String,
+    /// `unsupervised` or `semi` (with `labels` labelled faces).
+    pub setting: String,
+    pub labels: usize,
+    pub test_error: f64,
+    pub nmi: f64,
+    pub ari: f64,
+    pub n_train: usize,
+    pub n_held_out: usize,
+    /// Mean share of the majority value of the other 39 attributes among the chosen faces.
+    pub purity: f64,
+    pub status: RunStatus,
+    pub iterations: usize,
+    pub seconds: f64,
+    pub profile: String,
+    pub profile_hash: String,
+    pub seed: u64,
+}
+
+/// The rows of `results/celeba_attributes.csv` under `results`; none where there is no file.
+pub fn read_attribute_rows(results: &Path) -> Result<Vec<AttributeRow>> {
+    let path = results.join("celeba_attributes.csv");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    crate::read_rows(&path)
+}
 
 /// One attribute: the paper's errors and ours (percent), for both settings.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -157,7 +191,7 @@ pub fn table3(
             )
         })
         .collect();
-    for name in ganem_core::data::celeba::ATTRIBUTES {
+    for name in ATTRIBUTES {
         if !cells.iter().any(|c| c.attribute == name) {
             cells.push(AttributeCell::without_runs(
                 format!("{name} (not in the paper's table)"),
@@ -199,7 +233,7 @@ pub fn table3(
 }
 
 /// A column of Table 3 averaged over the attributes, as Table 2 does.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ColumnMean {
     /// The mean, once all 40 attributes have runs of the same length (else `None`): a mean
     /// over runs of 10 and of 15 EM iterations would be neither's.
@@ -212,14 +246,39 @@ pub struct ColumnMean {
     pub longest: usize,
     /// The fewest and the most EM iterations among the others.
     pub shorter: (usize, usize),
+    /// With a mean, each seed whose runs of this length cover all 40 attributes, with its own
+    /// mean over them: Table 2's cell is one draw per seed, and two or more give its spread.
+    pub seeds: Vec<(u64, f64)>,
 }
 
 impl ColumnMean {
+    /// The sample standard deviation of the per-seed means, from two seeds on.
+    pub fn seed_std(&self) -> Option<f64> {
+        let means: Vec<f64> = self.seeds.iter().map(|s| s.1).collect();
+        (means.len() > 1)
+            .then(|| ganem_core::summary::Stats::of(&means).map(|s| s.std))
+            .flatten()
+    }
+
     /// Why there is no mean yet, or the mean.
     fn describe(&self, what: &str) -> String {
         match self.mean {
+            Some(m) if self.seeds.len() > 1 => format!(
+                "{what} {} (seeds {}: {})",
+                super::percent(m, self.seed_std()),
+                self.seeds
+                    .iter()
+                    .map(|(seed, _)| seed.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.seeds
+                    .iter()
+                    .map(|(_, mean)| format!("{mean:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Some(m) => format!("{what} {m:.2}"),
-            None if self.attributes < ganem_core::data::celeba::ATTRIBUTES.len() => format!(
+            None if self.attributes < ATTRIBUTES.len() => format!(
                 "{what}: *missing* ({} of 40 attributes run)",
                 self.attributes
             ),
@@ -238,14 +297,64 @@ impl ColumnMean {
 }
 
 /// Table 2's GAN-EM row: the mean over the attributes, of ours unsupervised and with 100
-/// labels ([`ColumnMean`]).
-pub fn averages(cells: &[AttributeCell]) -> [ColumnMean; 2] {
-    [
+/// labels ([`ColumnMean`]); `runs` (`results/celeba_attributes.csv`) give each seed's own.
+pub fn averages(cells: &[AttributeCell], runs: &[AttributeRow]) -> [ColumnMean; 2] {
+    let mut columns = [
         mean_over_attributes(cells, |c| {
             c.our_unsupervised.map(|e| (e, c.iterations_unsupervised))
         }),
         mean_over_attributes(cells, |c| c.our_semi.map(|e| (e, c.iterations_semi))),
-    ]
+    ];
+    for (column, semi) in columns.iter_mut().zip([false, true]) {
+        if column.mean.is_none() {
+            continue;
+        }
+        let Some(profile) = cells.first().map(|c| {
+            if semi {
+                &c.semi_profile
+            } else {
+                &c.unsupervised_profile
+            }
+        }) else {
+            continue;
+        };
+        column.seeds = seed_means(runs, profile, semi, column.iterations.0);
+    }
+    columns
+}
+
+/// Each seed with runs of `profile`, the setting and `iterations` EM iterations for all 40
+/// attributes, with the mean of their errors (percent), in the order of the seeds.
+fn seed_means(
+    runs: &[AttributeRow],
+    profile: &str,
+    semi: bool,
+    iterations: usize,
+) -> Vec<(u64, f64)> {
+    let mut seeds: Vec<u64> = runs.iter().map(|r| r.seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    seeds
+        .into_iter()
+        .filter_map(|seed| {
+            let errors: Vec<f64> = ATTRIBUTES
+                .iter()
+                .filter_map(|&attribute| {
+                    runs.iter()
+                        .find(|r| {
+                            r.seed == seed
+                                && r.attribute == attribute
+                                && r.profile == profile
+                                && (r.labels > 0) == semi
+                                && r.iterations == iterations
+                        })
+                        .map(|r| 100.0 * r.test_error)
+                })
+                .collect();
+            (errors.len() == ATTRIBUTES.len())
+                .then(|| (seed, errors.iter().sum::<f64>() / errors.len() as f64))
+        })
+        .collect()
 }
 
 /// The mean of `value` (error, EM iterations) over the attributes.
@@ -260,7 +369,7 @@ fn mean_over_attributes(
         .collect();
     let fewest = values.iter().map(|v| v.1).min().unwrap_or(0);
     let most = values.iter().map(|v| v.1).max().unwrap_or(0);
-    let complete = values.len() == ganem_core::data::celeba::ATTRIBUTES.len() && fewest == most;
+    let complete = values.len() == ATTRIBUTES.len() && fewest == most;
     ColumnMean {
         mean: complete.then(|| values.iter().map(|v| v.0).sum::<f64>() / values.len() as f64),
         attributes: values.len(),
@@ -275,6 +384,7 @@ fn mean_over_attributes(
                 .max()
                 .unwrap_or(fewest),
         ),
+        seeds: Vec::new(),
     }
 }
 
@@ -307,7 +417,11 @@ fn read_table2(paper_table2: &Path) -> Result<Vec<(String, String, f64)>> {
 /// The rows of `results/celeba_comparison.csv`: every attribute of [`table3`], then the mean
 /// over the attributes (the paper's from its Table 2 GAN-EM row; ours only once all 40
 /// attributes have runs, with how many do in the `runs_*` columns).
-pub fn comparison(paper_table2: &Path, cells: &[AttributeCell]) -> Result<Vec<AttributeCell>> {
+pub fn comparison(
+    paper_table2: &Path,
+    cells: &[AttributeCell],
+    runs: &[AttributeRow],
+) -> Result<Vec<AttributeCell>> {
     let table2 = read_table2(paper_table2)?;
     let paper = |column: &str| {
         table2
@@ -315,7 +429,7 @@ pub fn comparison(paper_table2: &Path, cells: &[AttributeCell]) -> Result<Vec<At
             .find(|(row, c, _)| row == "GAN-EM" && c == column)
             .map(|&(_, _, error)| error)
     };
-    let [unsupervised, semi] = averages(cells);
+    let [unsupervised, semi] = averages(cells, runs);
     let alone = mean_over_attributes(cells, |c| c.labels_only_semi.map(|e| (e, 0)));
     let [collapsed_unsupervised, collapsed_semi] = collapsed_totals(cells);
     let mut rows = cells.to_vec();
@@ -325,12 +439,12 @@ pub fn comparison(paper_table2: &Path, cells: &[AttributeCell]) -> Result<Vec<At
         paper_unsupervised: paper("CelebA (unsupervised)"),
         paper_semi: paper("CelebA (100 labels)"),
         our_unsupervised: unsupervised.mean,
-        our_unsupervised_std: None,
+        our_unsupervised_std: unsupervised.seed_std(),
         runs_unsupervised: unsupervised.attributes,
         collapsed_unsupervised,
         iterations_unsupervised: unsupervised.iterations.0,
         our_semi: semi.mean,
-        our_semi_std: None,
+        our_semi_std: semi.seed_std(),
         runs_semi: semi.attributes,
         collapsed_semi,
         iterations_semi: semi.iterations.0,
@@ -352,19 +466,21 @@ pub fn comparison(paper_table2: &Path, cells: &[AttributeCell]) -> Result<Vec<At
 pub fn markdown(
     paper_table2: &Path,
     cells: &[AttributeCell],
+    runs: &[AttributeRow],
     profiles: &CelebaProfiles,
 ) -> Result<String> {
     let profile = profiles.describe();
     let table2 = read_table2(paper_table2)?;
-    let [unsupervised, semi] = averages(cells);
+    let [unsupervised, semi] = averages(cells, runs);
     let mut md = String::new();
     let _ = writeln!(
         md,
         "# Tables 2 and 3: CelebA's 40 attributes, the paper beside this project\n\n\
          Generated by `report table2` from `results/paper/table2_celeba.csv`, \
          `results/paper/table3_celeba_attributes.csv` and our `results/celeba_summary.csv` \
-         (profile {profile}). Errors in percent; ours are means over seeds; *missing* means \
-         no finished run. Our faces are a 15,723-face subset of CelebA balanced per attribute \
+         (profile {profile}). Errors in percent; ours are means over seeds (Table 2: over the \
+         attributes' means, then ± the spread of the seeds that ran all 40, with each one's \
+         mean); *missing* means no finished run. Our faces are a 15,723-face subset of CelebA balanced per attribute \
          (docs/deviations.md), not the paper's selection from 200k faces.\n"
     );
     let _ = writeln!(md, "## Table 2: mean error over the attributes\n");
@@ -391,7 +507,7 @@ pub fn markdown(
             cell("CelebA (100 labels)")
         );
         if method == "GAN-EM" {
-            let ours = |column: ColumnMean, collapsed: usize| {
+            let ours = |column: &ColumnMean, collapsed: usize| {
                 let mut text = column.describe("ours");
                 if column.mean.is_some() {
                     text = format!("**{text}**");
@@ -405,9 +521,9 @@ pub fn markdown(
             line = format!(
                 "| GAN-EM | {}<br>{} | {}<br>{} |",
                 cell("CelebA (unsupervised)"),
-                ours(unsupervised, collapsed_unsupervised),
+                ours(&unsupervised, collapsed_unsupervised),
                 cell("CelebA (100 labels)"),
-                ours(semi, collapsed_semi)
+                ours(&semi, collapsed_semi)
             );
         }
         let _ = writeln!(md, "{line}");
@@ -588,7 +704,7 @@ mod tests {
         crate::report::write_rows(&dir.join("celeba_labels_only.csv"), &baseline).unwrap();
         let fast = CelebaProfiles::same("fast");
         let markdown_of = |cells: &[AttributeCell]| {
-            markdown(&paper.join("table2_celeba.csv"), cells, &fast).unwrap()
+            markdown(&paper.join("table2_celeba.csv"), cells, &[], &fast).unwrap()
         };
         let cells = table3(&table, &dir, &fast).unwrap();
         assert_eq!(cells.len(), 41, "the paper's 40 rows and Smiling");
@@ -602,7 +718,7 @@ mod tests {
         assert!((glass.labels_only_semi.unwrap() - 25.0).abs() < 1e-9);
         assert!((glass.paper_unsupervised.unwrap() - 29.83).abs() < 1e-9);
         assert_eq!(
-            averages(&cells).map(|c| (c.mean, c.attributes)),
+            averages(&cells, &[]).map(|c| (c.mean, c.attributes)),
             [(None, 1), (None, 1)]
         );
         let md = markdown_of(&cells);
@@ -629,11 +745,11 @@ mod tests {
             mean,
             attributes: n,
             ..
-        } = averages(&cells)[0];
+        } = averages(&cells, &[])[0].clone();
         assert_eq!(n, 40);
         assert!((mean.unwrap() - (39.0 * 40.0 + 20.0) / 40.0).abs() < 1e-9);
         // The comparison file ends with the means: the paper's Table 2 row beside ours.
-        let rows = comparison(&paper.join("table2_celeba.csv"), &cells).unwrap();
+        let rows = comparison(&paper.join("table2_celeba.csv"), &cells, &[]).unwrap();
         assert_eq!(rows.len(), cells.len() + 1);
         let mean_row = rows.last().unwrap();
         assert_eq!(mean_row.paper_unsupervised, Some(42.09));
@@ -643,13 +759,58 @@ mod tests {
             (mean, 40)
         );
         assert_eq!((mean_row.our_semi, mean_row.runs_semi), (None, 0));
+        assert_eq!(mean_row.our_unsupervised_std, None);
+        // Each seed that ran all 40 attributes (at the column's length, of its profile) has
+        // its own mean; two or more give Table 2's cell a spread.
+        let run = |attribute: &str, seed, error, iterations, profile: &str| AttributeRow {
+            attribute: attribute.into(),
+            setting: "unsupervised".into(),
+            labels: 0,
+            test_error: error,
+            nmi: 0.0,
+            ari: 0.0,
+            n_train: 100,
+            n_held_out: 25,
+            purity: 0.8,
+            status: RunStatus::Ok,
+            iterations,
+            seconds: 1.0,
+            profile: profile.into(),
+            profile_hash: "0".into(),
+            seed,
+        };
+        let mut runs: Vec<AttributeRow> = ATTRIBUTES
+            .iter()
+            .flat_map(|a| [run(a, 1, 0.40, 20, "fast"), run(a, 2, 0.44, 20, "fast")])
+            .collect();
+        runs.push(run("Bald", 3, 0.1, 20, "fast"));
+        runs.extend(ATTRIBUTES.iter().map(|a| run(a, 4, 0.1, 20, "ci")));
+        runs.extend(ATTRIBUTES.iter().map(|a| run(a, 5, 0.1, 10, "fast")));
+        let column = averages(&cells, &runs)[0].clone();
+        assert_eq!(column.seeds.len(), 2, "{:?}", column.seeds);
+        assert_eq!(column.seeds[0].0, 1);
+        assert!((column.seeds[1].1 - 44.0).abs() < 1e-9);
+        assert!((column.seed_std().unwrap() - 8.0_f64.sqrt()).abs() < 1e-9);
+        let mean_row = comparison(&paper.join("table2_celeba.csv"), &cells, &runs)
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(mean_row.our_unsupervised_std, column.seed_std());
+        let md = markdown(&paper.join("table2_celeba.csv"), &cells, &runs, &fast).unwrap();
+        assert!(
+            md.contains(&format!(
+                "ours {:.2} ± 2.83 (seeds 1, 2: 40.00, 44.00)",
+                mean.unwrap()
+            )),
+            "{md}"
+        );
         // A sweep being extended to more EM iterations: no mean until every attribute has
         // them, and each cell names its length.
         let mut longer = lines.clone();
         longer[0].iterations = 30;
         crate::report::write_rows(&dir.join("celeba_summary.csv"), &longer).unwrap();
         let cells = table3(&table, &dir, &fast).unwrap();
-        let column = averages(&cells)[0];
+        let column = averages(&cells, &[])[0].clone();
         assert_eq!(
             (
                 column.mean,
