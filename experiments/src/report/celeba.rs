@@ -255,9 +255,9 @@ impl ColumnMean {
     /// The sample standard deviation of the per-seed means, from two seeds on.
     pub fn seed_std(&self) -> Option<f64> {
         let means: Vec<f64> = self.seeds.iter().map(|s| s.1).collect();
-        (means.len() > 1)
-            .then(|| ganem_core::summary::Stats::of(&means).map(|s| s.std))
-            .flatten()
+        ganem_core::summary::Stats::of(&means)
+            .filter(|_| means.len() > 1)
+            .map(|s| s.std)
     }
 
     /// Why there is no mean yet, or the mean.
