@@ -4,6 +4,7 @@
 pub mod clustering;
 pub mod host_speed;
 pub mod labels_only;
+pub mod lanes;
 pub mod plots;
 pub mod provenance;
 pub mod report;
@@ -409,12 +410,14 @@ pub fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> 
 
 /// Rewrites the CSV at `path` with the earlier rows that `same` pairs with none of `rows`,
 /// then `rows`, atomically ([`report::write_rows`]), so that several runs (or an
-/// interrupted sweep) add to one table without a broken file.
+/// interrupted sweep) add to one table without a broken file; under the table's
+/// [`runs::TableLock`], so that processes merging into it side by side keep each other's rows.
 pub fn merge_rows<T: serde::Serialize + serde::de::DeserializeOwned>(
     path: &Path,
     rows: Vec<T>,
     same: impl Fn(&T, &T) -> bool,
 ) -> Result<()> {
+    let _lock = runs::TableLock::acquire(path)?;
     let mut all: Vec<T> = if path.exists() {
         read_rows(path)
             .with_context(|| format!("keeping the earlier rows of {}", path.display()))?
@@ -448,6 +451,33 @@ mod tests {
         let rows: Vec<Row> = read_rows(&path).unwrap();
         assert_eq!(rows, vec![row("a", 1), row("b", 3)]);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// Writers merging into one table at the same time, each under the table's lock, keep
+    /// every row: none reads the table while another is between reading and renaming.
+    #[test]
+    fn side_by_side_merges_keep_every_row() {
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        struct Row {
+            writer: usize,
+            step: usize,
+        }
+        let dir = std::env::temp_dir().join(format!("ganem-locked-{}", std::process::id()));
+        let path = dir.join("table.csv");
+        std::thread::scope(|scope| {
+            for writer in 0..4 {
+                let path = &path;
+                scope.spawn(move || {
+                    for step in 0..25 {
+                        let same = |a: &Row, b: &Row| (a.writer, a.step) == (b.writer, b.step);
+                        merge_rows(path, vec![Row { writer, step }], same).unwrap();
+                    }
+                });
+            }
+        });
+        let rows: Vec<Row> = read_rows(&path).unwrap();
+        assert_eq!(rows.len(), 100);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Settings added later stay out of the fingerprint while off, so that the checkpoints of

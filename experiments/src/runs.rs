@@ -236,6 +236,38 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))
 }
 
+/// An exclusive lock on a table that several processes rewrite (the lanes of a sweep, see
+/// [`crate::lanes`]), held until dropped. A process that reads, updates and rewrites the table
+/// while holding it sees every row written before it took the lock, so that no lane drops
+/// another's rows. The lock is a hidden file beside the table (`.{name}.lock`), left there:
+/// removing it could let two processes lock two different files.
+pub struct TableLock {
+    /// Open for as long as the lock is held: closing it releases the lock.
+    _file: std::fs::File,
+}
+
+impl TableLock {
+    /// Waits until no other process holds the lock of `table`, then takes it.
+    pub fn acquire(table: &Path) -> Result<Self> {
+        let name = table
+            .file_name()
+            .with_context(|| format!("{} names no file", table.display()))?;
+        let path = table.with_file_name(format!(".{}.lock", name.to_string_lossy()));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening the lock {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(Self { _file: file })
+    }
+}
+
 /// One row of an experiment's summary: the runs of one data set, number of labels, K and
 /// profile.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -357,6 +389,8 @@ pub fn write_summary(
     summary: &str,
     current_hashes: &BTreeMap<(String, String), String>,
 ) -> Result<(PathBuf, usize)> {
+    let path = dir.join(format!("{summary}_summary.csv"));
+    let _lock = TableLock::acquire(&path)?;
     type Key = (String, usize, usize, String);
     let mut groups: BTreeMap<Key, Vec<RunRecord>> = BTreeMap::new();
     let mut stale = 0;
@@ -391,7 +425,6 @@ pub fn write_summary(
     for row in &rows {
         writer.serialize(row)?;
     }
-    let path = dir.join(format!("{summary}_summary.csv"));
     write_atomically(&path, &writer.into_inner()?)?;
     Ok((path, stale))
 }

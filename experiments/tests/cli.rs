@@ -330,3 +330,78 @@ fn the_celeba_labels_only_baseline_files_a_row_per_attribute_and_seed() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `celeba --lanes 2` runs its attributes in two processes side by side: every row lands in
+/// the shared table, each lane leaves its log, and a lane's numbers are those of a run with
+/// one thread.
+#[test]
+fn celeba_lanes_file_every_row_and_reproduce_a_one_thread_run() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    if !data.join("celeba").is_dir() {
+        eprintln!("skipped: no local CelebA");
+        return;
+    }
+    // The labels-only baseline: seconds per attribute, through the same lanes as GAN-EM runs.
+    let celeba = |name: &str, attributes: &str, threads: Option<&str>, extra: &[&str]| {
+        let dir = scratch_dir(name);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_celeba"));
+        command
+            .current_dir(&dir)
+            .env("RUST_BACKTRACE", "0")
+            .env_remove("RAYON_NUM_THREADS");
+        if let Some(threads) = threads {
+            command.env("RAYON_NUM_THREADS", threads);
+        }
+        let out = command
+            .args([
+                "--attribute",
+                attributes,
+                "--profile",
+                "ci",
+                "--seeds",
+                "1,2",
+            ])
+            .args(["--labels", "100", "--labels-only", "10"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let table = std::fs::read_to_string(dir.join("results/celeba_labels_only.csv")).unwrap();
+        (dir, table)
+    };
+    let (lanes_dir, table) = celeba(
+        "celeba-lanes",
+        "Eyeglasses,Wearing_Hat",
+        None,
+        &["--lanes", "2"],
+    );
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    for attribute in ["Eyeglasses", "Wearing_Hat"] {
+        let prefix = format!("celeba:{attribute},100,ci,");
+        let of_attribute = rows.iter().filter(|r| r.starts_with(&prefix)).count();
+        assert_eq!(of_attribute, 2, "{table}");
+    }
+    for lane in 1..=2 {
+        let log = lanes_dir.join(format!("checkpoints/celeba_lane{lane}.log"));
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("CelebA: 15723 faces"), "{text}");
+    }
+    let (alone_dir, alone) = celeba("celeba-one-thread", "Wearing_Hat", Some("1"), &[]);
+    // dataset, labels, profile, seed, epochs, test_error, labelled_error: all but the seconds.
+    let numbers = |row: &str| row.split(',').take(7).collect::<Vec<_>>().join(",");
+    for row in alone.lines().skip(1) {
+        assert!(
+            rows.iter().any(|r| numbers(r) == numbers(row)),
+            "{row} is not among the lanes' rows:\n{table}"
+        );
+    }
+    std::fs::remove_dir_all(&lanes_dir).unwrap();
+    std::fs::remove_dir_all(&alone_dir).unwrap();
+}
