@@ -282,15 +282,20 @@ fn the_labels_only_baseline_files_a_row_per_seed() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The shared data folder, when it holds CelebA.
+fn shared_data_with_celeba() -> Option<PathBuf> {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    data.join("celeba").is_dir().then_some(data)
+}
+
 /// CelebA's labels-only baseline files a row per attribute and seed, better than chance on
 /// a visually strong attribute; without labels it is refused before any data is read.
 #[test]
 fn the_celeba_labels_only_baseline_files_a_row_per_attribute_and_seed() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
-    if !data.join("celeba").is_dir() {
+    let Some(data) = shared_data_with_celeba() else {
         eprintln!("skipped: no local CelebA");
         return;
-    }
+    };
     let dir = scratch_dir("celeba-labels-only");
     let celeba = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_celeba"))
@@ -336,11 +341,10 @@ fn the_celeba_labels_only_baseline_files_a_row_per_attribute_and_seed() {
 /// one thread.
 #[test]
 fn celeba_lanes_file_every_row_and_reproduce_a_one_thread_run() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
-    if !data.join("celeba").is_dir() {
+    let Some(data) = shared_data_with_celeba() else {
         eprintln!("skipped: no local CelebA");
         return;
-    }
+    };
     // The labels-only baseline: seconds per attribute, through the same lanes as GAN-EM runs.
     let celeba = |name: &str, attributes: &str, threads: Option<&str>, extra: &[&str]| {
         let dir = scratch_dir(name);
