@@ -1,9 +1,9 @@
 # GAN-EM experiments. `just --list` shows the recipes.
 
 seeds := "1,2,3"
-# CelebA sweeps run their attributes in this many processes side by side (`celeba --lanes`):
-# on 2 cores two lanes of one thread finish sooner than one process with two.
-celeba_lanes := "2"
+# Sweeps run their runs (seeds; for CelebA attributes and seeds) in this many processes side
+# by side (`--lanes`): on 2 cores two lanes of one thread finish sooner than one process with two.
+lanes := "2"
 # Extra cargo flags for every build, e.g. `just features="--features cuda" reproduce table1 paper`.
 features := ""
 
@@ -21,11 +21,11 @@ ci:
 
 # GAN-EM clustering of MNIST: K clusters, a profile (short-rounds, fast, paper, ci or a TOML path), seeds.
 mnist-cluster k="10" profile="short-rounds" seeds=seeds:
-    cargo run --release {{features}} --bin mnist-cluster -- --k {{k}} --profile {{profile}} --seeds {{seeds}}
+    cargo run --release {{features}} --bin mnist-cluster -- --k {{k}} --profile {{profile}} --seeds {{seeds}} --lanes {{lanes}}
 
 # Semi-supervised classification: `just semi mnist 100`, `just semi svhn 1000`.
 semi dataset="mnist" labels="100" profile="fast" seeds=seeds:
-    cargo run --release {{features}} --bin semi-supervised -- --dataset {{dataset}} --labels {{labels}} --profile {{profile}} --seeds {{seeds}}
+    cargo run --release {{features}} --bin semi-supervised -- --dataset {{dataset}} --labels {{labels}} --profile {{profile}} --seeds {{seeds}} --lanes {{lanes}}
 
 # k-means and GMM on raw pixels (Table 1, first two rows).
 mnist-baselines:
@@ -51,17 +51,17 @@ reproduce table profile="fast" seeds=seeds clustering="":
         cargo build --release {{features}}
         [ -f results/mnist_baselines.csv ] || ./target/release/mnist-baselines --seed 1
         for k in 10 20 30; do
-          ./target/release/mnist-cluster --k $k --profile "$clustering" --seeds {{seeds}}
+          ./target/release/mnist-cluster --k $k --profile "$clustering" --seeds {{seeds}} --lanes {{lanes}}
         done
-        ./target/release/semi-supervised --dataset mnist --labels 100 --profile {{profile}} --seeds {{seeds}}
-        ./target/release/semi-supervised --dataset mnist --labels 1000 --profile {{profile}} --seeds {{seeds}}
-        ./target/release/semi-supervised --dataset svhn --labels 1000 --profile {{profile}} --seeds {{seeds}}
+        ./target/release/semi-supervised --dataset mnist --labels 100 --profile {{profile}} --seeds {{seeds}} --lanes {{lanes}}
+        ./target/release/semi-supervised --dataset mnist --labels 1000 --profile {{profile}} --seeds {{seeds}} --lanes {{lanes}}
+        ./target/release/semi-supervised --dataset svhn --labels 1000 --profile {{profile}} --seeds {{seeds}} --lanes {{lanes}}
         ./target/release/report table1 --profile {{profile}} --clustering-profile "$clustering" ;;
       table2|table3)
         cargo build --release {{features}}
-        ./target/release/celeba --attribute all --labels 0 --profile {{profile}} --seeds {{seeds}} --lanes {{celeba_lanes}}
-        ./target/release/celeba --attribute all --labels 100 --profile {{profile}} --seeds {{seeds}} --lanes {{celeba_lanes}}
-        ./target/release/celeba --attribute all --labels 100 --labels-only 200 --profile {{profile}} --seeds {{seeds}} --lanes {{celeba_lanes}}
+        ./target/release/celeba --attribute all --labels 0 --profile {{profile}} --seeds {{seeds}} --lanes {{lanes}}
+        ./target/release/celeba --attribute all --labels 100 --profile {{profile}} --seeds {{seeds}} --lanes {{lanes}}
+        ./target/release/celeba --attribute all --labels 100 --labels-only 200 --profile {{profile}} --seeds {{seeds}} --lanes {{lanes}}
         ./target/release/report table2 --profile {{profile}} ;;
       *) echo "unknown table {{table}}: table1, table2 or table3" >&2; exit 2 ;;
     esac
@@ -74,7 +74,7 @@ report table="table1" profile="fast" clustering="short-rounds":
 # Fig. 4: E-net features with k = 2, 100, 1000 (unsupervised) and 1000 (supervised), t-SNE maps.
 dimred profile="fast" seeds=seeds k2_iterations="100":
     cargo build --release {{features}}
-    ./target/release/dimred --k-dim 2 --profile {{profile}} --seeds {{seeds}} --iterations {{k2_iterations}}
+    ./target/release/dimred --k-dim 2 --profile {{profile}} --seeds {{seeds}} --iterations {{k2_iterations}} --lanes {{lanes}}
     ./target/release/dimred --k-dim 100 --profile {{profile}} --seed 1
     ./target/release/dimred --k-dim 1000 --profile {{profile}} --seed 1
     ./target/release/dimred --k-dim 1000 --supervised --profile {{profile}} --seed 1

@@ -1,6 +1,6 @@
 //! A sweep run in lanes: the same command as several child processes side by side, each with
-//! every n-th item of the sweep and its share of the cores. On small machines this beats one
-//! process using every core, because the networks' matrices are too small to keep two
+//! every n-th run of the sweep (a seed, or an attribute and seed) and its share of the cores.
+//! On small machines this beats one process using every core, because the networks' matrices are too small to keep two
 //! threads busy (README, CelebA: on the 2-core AMD Zen 5 host about 2.5 hours for the 40 x 2
 //! sweep in two lanes against about 3.5 hours in one process).
 
@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 pub const LANE_VAR: &str = "GANEM_LANE";
 
 /// This process's lane, `(index, count)` with `index < count`, when it is one.
-pub fn current() -> Result<Option<(usize, usize)>> {
+fn current() -> Result<Option<(usize, usize)>> {
     std::env::var_os(LANE_VAR)
         .map(|value| parse(&value.to_string_lossy()))
         .transpose()
@@ -32,15 +32,37 @@ fn parse(text: &str) -> Result<(usize, usize)> {
 
 /// The items of lane `index` of `count`: every `count`-th from the `index`-th, so that the
 /// lanes get as many items each, whatever order the items come in.
-pub fn share<T: Clone>(items: &[T], (index, count): (usize, usize)) -> Vec<T> {
+fn share<T: Clone>(items: &[T], (index, count): (usize, usize)) -> Vec<T> {
     items.iter().skip(index).step_by(count).cloned().collect()
+}
+
+/// The items this process runs: all of them when it runs alone (`lanes` 1, or a single item),
+/// its share when it is a lane; `None` when it has run `lanes` lanes over them instead, each
+/// logging to `{log_dir}/{name}_lane{i}.log`, and all of them succeeded (the caller is done).
+pub fn split<T: Clone>(
+    items: Vec<T>,
+    lanes: u64,
+    name: &str,
+    log_dir: &Path,
+) -> Result<Option<Vec<T>>> {
+    match current()? {
+        Some(lane) => Ok(Some(share(&items, lane))),
+        None if lanes > 1 && items.len() > 1 => {
+            let count = usize::try_from(lanes)
+                .unwrap_or(usize::MAX)
+                .min(items.len());
+            run(name, count, log_dir)?;
+            Ok(None)
+        }
+        None => Ok(Some(items)),
+    }
 }
 
 /// Runs this very command (its arguments unchanged) as `count` lanes and waits for all of
 /// them. Each child learns its lane from [`LANE_VAR`], gets `RAYON_NUM_THREADS` threads
 /// (inherited if set, else the cores divided among the lanes) and writes its output to
 /// `{log_dir}/{name}_lane{i}.log`. Fails, naming the lanes and their logs, if any lane fails.
-pub fn run(name: &str, count: usize, log_dir: &Path) -> Result<()> {
+fn run(name: &str, count: usize, log_dir: &Path) -> Result<()> {
     anyhow::ensure!(count >= 2, "{count} lane(s): lanes need at least 2");
     let program = std::env::current_exe().context("finding this program to start its lanes")?;
     let arguments: Vec<_> = std::env::args_os().skip(1).collect();

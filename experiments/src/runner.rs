@@ -68,6 +68,14 @@ pub struct CommonArgs {
     /// Exit with an error when a run's final test error (a fraction) is above this (for CI).
     #[arg(long)]
     pub max_test_error: Option<f64>,
+    /// Run the runs (seeds; for CelebA attributes and seeds) in this many processes side by
+    /// side, every n-th run in each, the cores shared among them (RAYON_NUM_THREADS, if set,
+    /// is each lane's threads); each lane writes its output to
+    /// {checkpoint-dir}/{experiment}_lane{i}.log. On 2 cores two lanes of one thread finish a
+    /// sweep sooner than one process with two, and a lane's runs give the numbers of a
+    /// one-thread run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub lanes: u64,
 }
 
 impl CommonArgs {
@@ -107,6 +115,12 @@ impl CommonArgs {
             Some(text) => parse_seeds(text),
             None => Ok(vec![self.seed]),
         }
+    }
+
+    /// The `runs` this process does with `--lanes` (see [`crate::lanes::split`]): all, its
+    /// lane's share, or `None` once the lanes, logged as `{name}_lane{i}.log`, did them.
+    pub fn lane_share<T: Clone>(&self, runs: Vec<T>, name: &str) -> Result<Option<Vec<T>>> {
+        crate::lanes::split(runs, self.lanes, name, &self.checkpoint_dir)
     }
 }
 

@@ -139,7 +139,21 @@ fn scratch_dir(name: &str) -> PathBuf {
 
 /// A quick `ci` clustering run in `dir`; returns (success, stdout and stderr).
 fn small_run_in(dir: &Path, data: &Path, extra: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mnist-cluster"))
+    small_run_with_threads(dir, data, extra, None)
+}
+
+/// [`small_run_in`] with `RAYON_NUM_THREADS` set to `threads`, if given.
+fn small_run_with_threads(
+    dir: &Path,
+    data: &Path,
+    extra: &[&str],
+    threads: Option<&str>,
+) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mnist-cluster"));
+    if let Some(threads) = threads {
+        command.env("RAYON_NUM_THREADS", threads);
+    }
+    let out = command
         .current_dir(dir)
         .env("RUST_BACKTRACE", "0")
         .args(["--profile", "ci", "--set", "data.train_subset=1000"])
@@ -282,6 +296,55 @@ fn the_labels_only_baseline_files_a_row_per_seed() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `--lanes 2` runs the seeds in two processes side by side: each lane leaves its log, the
+/// summary covers both seeds, and a lane's rows are those of a run with one thread.
+#[test]
+fn seeds_run_in_lanes_give_the_numbers_of_one_thread_runs() {
+    let Some(data) = data_dir() else {
+        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+        return;
+    };
+    let lanes_dir = scratch_dir("seed-lanes");
+    let lanes = ["--iterations", "1", "--seeds", "1,2", "--lanes", "2"];
+    let (ok, text) = small_run_with_threads(&lanes_dir, &data, &lanes, Some("1"));
+    assert!(ok && text.contains("lane 2 of 2"), "{text}");
+    for lane in 1..=2 {
+        let log = lanes_dir.join(format!("checkpoints/mnist_cluster_k10_lane{lane}.log"));
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("EM   1:"), "{text}");
+    }
+    let summary = lanes_dir.join("results/mnist_cluster_summary.csv");
+    let summary = std::fs::read_to_string(summary).unwrap();
+    assert!(summary.contains(",2,1;2,"), "{summary}");
+    let alone_dir = scratch_dir("seed-alone");
+    let alone = ["--iterations", "1", "--seed", "2"];
+    let (ok, text) = small_run_with_threads(&alone_dir, &data, &alone, Some("1"));
+    assert!(ok, "{text}");
+    // Seed 2's row of its iteration: every column but the seconds.
+    let rows = |dir: &Path| {
+        let csv = std::fs::read_dir(dir.join("results"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with("_seed2.csv"))
+            .unwrap();
+        let text = std::fs::read_to_string(&csv).unwrap();
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        let seconds = header.iter().position(|&c| c == "seconds").unwrap();
+        text.lines()
+            .map(|line| {
+                let mut cells: Vec<&str> = line.split(',').collect();
+                cells.remove(seconds);
+                cells.join(",")
+            })
+            .collect::<Vec<_>>()
+    };
+    let (in_lane, alone) = (rows(&lanes_dir), rows(&alone_dir));
+    assert_eq!(in_lane.len(), 2);
+    assert_eq!(in_lane, alone);
+    std::fs::remove_dir_all(&lanes_dir).unwrap();
+    std::fs::remove_dir_all(&alone_dir).unwrap();
+}
+
 /// The shared data folder, when it holds CelebA.
 fn shared_data_with_celeba() -> Option<PathBuf> {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
@@ -336,7 +399,7 @@ fn the_celeba_labels_only_baseline_files_a_row_per_attribute_and_seed() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `celeba --lanes 2` runs its attributes in two processes side by side: every row lands in
+/// `celeba --lanes 2` runs its attributes and seeds in two processes side by side: every row lands in
 /// the shared table, each lane leaves its log, and a lane's numbers are those of a run with
 /// one thread.
 #[test]
@@ -393,7 +456,7 @@ fn celeba_lanes_file_every_row_and_reproduce_a_one_thread_run() {
         assert_eq!(of_attribute, 2, "{table}");
     }
     for lane in 1..=2 {
-        let log = lanes_dir.join(format!("checkpoints/celeba_lane{lane}.log"));
+        let log = lanes_dir.join(format!("checkpoints/celeba_labels100_lane{lane}.log"));
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.contains("CelebA: 15723 faces"), "{text}");
     }

@@ -4,7 +4,6 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use experiments::labels_only::{self, Baseline};
-use experiments::lanes;
 use experiments::report::celeba::AttributeRow;
 use experiments::runner::{CommonArgs, Experiment, IterationRow};
 use experiments::runs::RunRecord;
@@ -27,8 +26,8 @@ use serde::{Deserialize, Serialize};
 /// (a row per EM iteration) and its record; results/celeba_summary.csv gets a line per
 /// attribute, and results/celeba_attributes.csv a row per attribute, setting and seed
 /// (rewritten atomically after each attribute, so an interrupted sweep resumes with
-/// `--attribute all` where it stopped). `--lanes 2` runs the attributes in two processes side
-/// by side, the faster way through a sweep on 2 cores.
+/// `--attribute all` where it stopped). `--lanes 2` runs the attributes and seeds in two
+/// processes side by side, the faster way through a sweep on 2 cores.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
@@ -44,13 +43,6 @@ struct Args {
     /// held-out faces; one row per attribute and seed in results/celeba_labels_only.csv.
     #[arg(long, value_name = "EPOCHS")]
     labels_only: Option<usize>,
-    /// Run the attributes in this many processes side by side, every n-th attribute in each,
-    /// the cores shared among them (RAYON_NUM_THREADS, if set, is each lane's threads). On 2
-    /// cores two lanes of one thread finish a sweep sooner than one process with two; each
-    /// lane writes its output to {checkpoint-dir}/celeba_lane{i}.log. A lane's runs give the
-    /// numbers of a one-thread run.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
-    lanes: u64,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -119,13 +111,12 @@ fn main() -> Result<()> {
         args.labels_only.is_none() || args.labels > 0,
         "--labels-only needs labelled faces: give --labels 100"
     );
-    let attributes = match lanes::current()? {
-        Some(lane) => lanes::share(&attributes, lane),
-        None if args.lanes > 1 && attributes.len() > 1 => {
-            let count = (args.lanes as usize).min(attributes.len());
-            return lanes::run("celeba", count, &common.checkpoint_dir);
-        }
-        None => attributes,
+    let runs = attributes
+        .iter()
+        .flat_map(|&attribute| seeds.iter().map(move |&seed| (attribute, seed)))
+        .collect();
+    let Some(runs) = common.lane_share(runs, &format!("celeba_labels{}", args.labels))? else {
+        return Ok(());
     };
     let device = ganem_core::default_device()?;
     let location = data::locate(common.data_dir.as_deref());
@@ -138,6 +129,14 @@ fn main() -> Result<()> {
     println!("CelebA: {} faces, {side} x {side}", data.faces.len());
     let mut failed = Vec::new();
     for attribute in attributes {
+        let seeds: Vec<u64> = runs
+            .iter()
+            .filter(|&&(a, _)| a == attribute)
+            .map(|&(_, seed)| seed)
+            .collect();
+        if seeds.is_empty() {
+            continue;
+        }
         let name = ATTRIBUTES[attribute];
         let selection = data.select_for(attribute, profile.data.train_subset / 2)?;
         let labelled_faces = data.labelled_by(attribute)?;

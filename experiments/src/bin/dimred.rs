@@ -106,7 +106,10 @@ fn main() -> Result<()> {
         .overrides
         .insert(0, format!("nets.enet_bottleneck={}", args.k_dim));
     let (profile, label) = common.profile("mnist-cluster")?;
-    let seeds = common.seed_list()?;
+    let Some(seeds) = common.lane_share(common.seed_list()?, &format!("dimred_k{}", args.k_dim))?
+    else {
+        return Ok(());
+    };
     let device = ganem_core::default_device()?;
     let (train, test) = experiments::load_mnist(common.data_dir.as_deref(), &profile, &device)?;
     let experiment = Experiment {

@@ -31,7 +31,11 @@ fn main() -> Result<()> {
     common.profile.get_or_insert_with(|| "short-rounds".into());
     let common = &common;
     let (profile, label) = common.profile("mnist-cluster")?;
-    let seeds = common.seed_list()?;
+    let Some(seeds) =
+        common.lane_share(common.seed_list()?, &format!("mnist_cluster_k{}", args.k))?
+    else {
+        return Ok(());
+    };
     let device = ganem_core::default_device()?;
     let (train, test) = experiments::load_mnist(common.data_dir.as_deref(), &profile, &device)?;
     let experiment = Experiment {

@@ -145,6 +145,10 @@ fn main() -> Result<()> {
          number of labelled images per class)",
         args.labels
     );
+    let lanes_name = format!("semi_{name}_labels{}", args.labels);
+    let Some(seeds) = common.lane_share(seeds, &lanes_name)? else {
+        return Ok(());
+    };
     let device = ganem_core::default_device()?;
     let location = data::locate(common.data_dir.as_deref());
     let data = load(args.dataset, &location, &device)?;
