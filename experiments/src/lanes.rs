@@ -98,22 +98,54 @@ fn run(name: &str, count: usize, log_dir: &Path) -> Result<()> {
         );
         lanes.push((log, child));
     }
+    // Polled rather than waited for in turn, so that a lane's end is told when it comes and a
+    // failed lane's error shows while the others run on.
     let mut failed = Vec::new();
-    for (index, (log, mut child)) in lanes.into_iter().enumerate() {
-        let status = child
-            .wait()
-            .with_context(|| format!("waiting for lane {}", index + 1))?;
-        println!("lane {} of {count} ended: {status}", index + 1);
-        if !status.success() {
-            failed.push(format!(
-                "lane {} ({status}; see {})",
-                index + 1,
-                log.display()
-            ));
+    let mut running: Vec<(usize, PathBuf, Child)> = lanes
+        .into_iter()
+        .enumerate()
+        .map(|(index, (log, child))| (index + 1, log, child))
+        .collect();
+    while !running.is_empty() {
+        let mut still = Vec::with_capacity(running.len());
+        for (lane, log, mut child) in running {
+            let Some(status) = child
+                .try_wait()
+                .with_context(|| format!("waiting for lane {lane}"))?
+            else {
+                still.push((lane, log, child));
+                continue;
+            };
+            println!("lane {lane} of {count} ended: {status}");
+            if !status.success() {
+                eprintln!("lane {lane} failed ({}):", log.display());
+                eprintln!("{}", failure_in(&log, 12));
+                failed.push(format!("lane {lane} ({status}; see {})", log.display()));
+            }
+        }
+        running = still;
+        if !running.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(500));
         }
     }
     anyhow::ensure!(failed.is_empty(), "failed: {}", failed.join(", "));
     Ok(())
+}
+
+/// What a failed lane's log says of its failure: from its last `Error:` line up to a stack
+/// backtrace, if any; else its last `lines` lines (empty when it cannot be read).
+fn failure_in(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let shown = match all.iter().rposition(|line| line.starts_with("Error:")) {
+        Some(start) => all[start..]
+            .iter()
+            .take_while(|line| !line.starts_with("Stack backtrace:"))
+            .copied()
+            .collect(),
+        None => all[all.len().saturating_sub(lines)..].to_vec(),
+    };
+    shown.join("\n").trim_end().to_string()
 }
 
 #[cfg(test)]
@@ -129,6 +161,23 @@ mod tests {
         all.sort();
         assert_eq!(all, items);
         assert_eq!(share(&items, (0, 1)), items);
+    }
+
+    #[test]
+    fn a_failed_lane_shows_its_error_without_the_backtrace() {
+        let dir = std::env::temp_dir().join(format!("ganem-lanes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("lane1.log");
+        let failed = "EM   1: ok\nError: no checkpoint in c/\n\nCaused by:\n    gone\n\n";
+        std::fs::write(&log, format!("{failed}Stack backtrace:\n   0: main\n")).unwrap();
+        assert_eq!(
+            failure_in(&log, 12),
+            "Error: no checkpoint in c/\n\nCaused by:\n    gone"
+        );
+        std::fs::write(&log, "a\nb\nc\n").unwrap();
+        assert_eq!(failure_in(&log, 2), "b\nc");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(failure_in(&log, 2), "");
     }
 
     #[test]

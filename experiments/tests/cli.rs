@@ -297,13 +297,32 @@ fn the_labels_only_baseline_files_a_row_per_seed() {
 }
 
 /// `--lanes 2` runs the seeds in two processes side by side: each lane leaves its log, the
-/// summary covers both seeds, and a lane's rows are those of a run with one thread.
+/// summary covers both seeds, a lane's rows are those of a run with one thread, and a lane
+/// that fails fails the command, showing the end of its log.
 #[test]
 fn seeds_run_in_lanes_give_the_numbers_of_one_thread_runs() {
     let Some(data) = data_dir() else {
         eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
         return;
     };
+    // A lane that fails shows the end of its log and fails the command.
+    let failing_dir = scratch_dir("seed-lanes-failing");
+    let resume = [
+        "--iterations",
+        "1",
+        "--seeds",
+        "1,2",
+        "--lanes",
+        "2",
+        "--resume",
+    ];
+    let (ok, text) = small_run_with_threads(&failing_dir, &data, &resume, Some("1"));
+    assert!(!ok && text.contains("lane 2 failed ("), "{text}");
+    assert!(
+        text.contains("no checkpoint") && text.contains("failed: lane 1"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&failing_dir).unwrap();
     let lanes_dir = scratch_dir("seed-lanes");
     let lanes = ["--iterations", "1", "--seeds", "1,2", "--lanes", "2"];
     let (ok, text) = small_run_with_threads(&lanes_dir, &data, &lanes, Some("1"));
