@@ -74,38 +74,31 @@ fn run(name: &str, count: usize, log_dir: &Path) -> Result<()> {
         }
     };
     std::fs::create_dir_all(log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
-    let mut lanes: Vec<(PathBuf, Child)> = Vec::with_capacity(count);
-    for index in 0..count {
-        let log = log_dir.join(format!("{name}_lane{}.log", index + 1));
-        let output = std::fs::File::create(&log)
-            .with_context(|| format!("creating the lane's log {}", log.display()))?;
-        let errors = output
-            .try_clone()
-            .with_context(|| format!("opening {} twice", log.display()))?;
-        let child = Command::new(&program)
-            .args(&arguments)
-            .env(LANE_VAR, format!("{index}/{count}"))
-            .env("RAYON_NUM_THREADS", &threads)
-            .stdin(Stdio::null())
-            .stdout(output)
-            .stderr(errors)
-            .spawn()
-            .with_context(|| format!("starting lane {} of {count}", index + 1))?;
+    // (lane number from 1, its log, its process)
+    let mut running: Vec<(usize, PathBuf, Child)> = Vec::with_capacity(count);
+    for lane in 1..=count {
+        let log = log_dir.join(format!("{name}_lane{lane}.log"));
+        let started = start_lane(&program, &arguments, (lane - 1, count), &threads, &log);
+        let child = match started {
+            Ok(child) => child,
+            Err(e) => {
+                // No half-started sweep: the lanes already running stop too.
+                for (_, _, child) in &mut running {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                return Err(e.context(format!("starting lane {lane} of {count}")));
+            }
+        };
         println!(
-            "lane {} of {count}: {threads} thread(s), output in {}",
-            index + 1,
+            "lane {lane} of {count}: {threads} thread(s), output in {}",
             log.display()
         );
-        lanes.push((log, child));
+        running.push((lane, log, child));
     }
     // Polled rather than waited for in turn, so that a lane's end is told when it comes and a
     // failed lane's error shows while the others run on.
     let mut failed = Vec::new();
-    let mut running: Vec<(usize, PathBuf, Child)> = lanes
-        .into_iter()
-        .enumerate()
-        .map(|(index, (log, child))| (index + 1, log, child))
-        .collect();
     while !running.is_empty() {
         let mut still = Vec::with_capacity(running.len());
         for (lane, log, mut child) in running {
@@ -130,6 +123,30 @@ fn run(name: &str, count: usize, log_dir: &Path) -> Result<()> {
     }
     anyhow::ensure!(failed.is_empty(), "failed: {}", failed.join(", "));
     Ok(())
+}
+
+/// Starts `program` with `arguments` as lane `(index, count)`, its output to `log`.
+fn start_lane(
+    program: &Path,
+    arguments: &[std::ffi::OsString],
+    (index, count): (usize, usize),
+    threads: &str,
+    log: &Path,
+) -> Result<Child> {
+    let output = std::fs::File::create(log)
+        .with_context(|| format!("creating the lane's log {}", log.display()))?;
+    let errors = output
+        .try_clone()
+        .with_context(|| format!("opening {} twice", log.display()))?;
+    Command::new(program)
+        .args(arguments)
+        .env(LANE_VAR, format!("{index}/{count}"))
+        .env("RAYON_NUM_THREADS", threads)
+        .stdin(Stdio::null())
+        .stdout(output)
+        .stderr(errors)
+        .spawn()
+        .with_context(|| format!("running {}", program.display()))
 }
 
 /// What a failed lane's log says of its failure: from its last `Error:` line up to a stack
