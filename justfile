@@ -86,3 +86,7 @@ celeba-all profile="fast" seeds=seeds: (reproduce "table2" profile seeds)
 # Training steps and one EM iteration against PyTorch, interleaved rounds (bench/run.sh).
 bench rounds="3":
     bash bench/run.sh {{rounds}}
+
+# A short sweep in one process and in `--lanes 2`, alternated in rounds (bench/lanes.sh).
+bench-lanes rounds="2":
+    bash bench/lanes.sh {{rounds}}

@@ -298,14 +298,14 @@ fn the_labels_only_baseline_files_a_row_per_seed() {
 
 /// `--lanes 2` runs the seeds in two processes side by side: each lane leaves its log, the
 /// summary covers both seeds, a lane's rows are those of a run with one thread, and a lane
-/// that fails fails the command, showing the end of its log.
+/// that fails fails the command, showing its error.
 #[test]
 fn seeds_run_in_lanes_give_the_numbers_of_one_thread_runs() {
     let Some(data) = data_dir() else {
         eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
         return;
     };
-    // A lane that fails shows the end of its log and fails the command.
+    // A lane that fails shows its error and fails the command.
     let failing_dir = scratch_dir("seed-lanes-failing");
     let resume = [
         "--iterations",
@@ -418,9 +418,9 @@ fn the_celeba_labels_only_baseline_files_a_row_per_attribute_and_seed() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `celeba --lanes 2` runs its attributes and seeds in two processes side by side: every row lands in
-/// the shared table, each lane leaves its log, and a lane's numbers are those of a run with
-/// one thread.
+/// `celeba --lanes 2` runs its attributes and seeds in two processes side by side: every row
+/// lands in the shared table, each lane leaves its log, and a lane's numbers are those of a
+/// run with one thread.
 #[test]
 fn celeba_lanes_file_every_row_and_reproduce_a_one_thread_run() {
     let Some(data) = shared_data_with_celeba() else {
