@@ -11,6 +11,15 @@ fn data_dir() -> Option<PathBuf> {
         .or_else(|| dir.is_dir().then_some(dir))
 }
 
+/// The local MNIST folder; when there is none, says that the test is skipped.
+fn mnist_or_skip() -> Option<PathBuf> {
+    let found = data_dir();
+    if found.is_none() {
+        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+    }
+    found
+}
+
 /// Runs mnist-cluster in a fresh folder; returns (success, stderr, files written there).
 fn mnist_cluster(name: &str, args: &[&str]) -> (bool, String, Vec<PathBuf>) {
     run(env!("CARGO_BIN_EXE_mnist-cluster"), name, args)
@@ -43,8 +52,7 @@ fn run(binary: &str, name: &str, args: &[&str]) -> (bool, String, Vec<PathBuf>) 
 
 #[test]
 fn bad_settings_fail_naming_the_setting_and_write_nothing() {
-    if data_dir().is_none() {
-        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+    if mnist_or_skip().is_none() {
         return;
     }
     let cases: [(&[&str], &str); 8] = [
@@ -87,8 +95,7 @@ fn bad_settings_fail_naming_the_setting_and_write_nothing() {
 /// clustering profiles, `fast`: the run a missing checkpoint names says which.
 #[test]
 fn each_binary_has_its_default_profile() {
-    if data_dir().is_none() {
-        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+    if mnist_or_skip().is_none() {
         return;
     }
     let (ok, stderr, _) = mnist_cluster("default-profile", &["--resume"]);
@@ -103,8 +110,7 @@ fn each_binary_has_its_default_profile() {
 
 #[test]
 fn a_run_whose_losses_explode_stops_as_diverged() {
-    if data_dir().is_none() {
-        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+    if mnist_or_skip().is_none() {
         return;
     }
     let args = [
@@ -177,8 +183,7 @@ fn small_run_with_threads(
 /// rows written before; `--force` starts afresh.
 #[test]
 fn a_cut_off_run_goes_on_from_its_checkpoint_when_run_again() {
-    let Some(data) = data_dir() else {
-        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+    let Some(data) = mnist_or_skip() else {
         return;
     };
     let dir = scratch_dir("cut-off");
@@ -213,8 +218,7 @@ fn a_cut_off_run_goes_on_from_its_checkpoint_when_run_again() {
 /// another recipe is refused.
 #[test]
 fn a_run_recorded_by_an_earlier_version_can_be_extended() {
-    let Some(data) = data_dir() else {
-        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+    let Some(data) = mnist_or_skip() else {
         return;
     };
     let dir = scratch_dir("extend");
@@ -261,8 +265,7 @@ fn a_run_recorded_by_an_earlier_version_can_be_extended() {
 /// per seed, better than chance; asking for no pass is refused.
 #[test]
 fn the_labels_only_baseline_files_a_row_per_seed() {
-    let Some(data) = data_dir() else {
-        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+    let Some(data) = mnist_or_skip() else {
         return;
     };
     let dir = scratch_dir("labels-only");
@@ -301,8 +304,7 @@ fn the_labels_only_baseline_files_a_row_per_seed() {
 /// that fails fails the command, showing its error.
 #[test]
 fn seeds_run_in_lanes_give_the_numbers_of_one_thread_runs() {
-    let Some(data) = data_dir() else {
-        eprintln!("skipped: no local MNIST (set GANEM_DATA_DIR)");
+    let Some(data) = mnist_or_skip() else {
         return;
     };
     // A lane that fails shows its error and fails the command.
