@@ -1,8 +1,9 @@
 //! A sweep run in lanes: the same command as several child processes side by side, each with
 //! every n-th run of the sweep (a seed, or an attribute and seed) and its share of the cores.
-//! On small machines this beats one process using every core, because the networks' matrices are too small to keep two
-//! threads busy (README, CelebA: on the 2-core AMD Zen 5 host about 2.5 hours for the 40 x 2
-//! sweep in two lanes against about 3.5 hours in one process).
+//! On small machines this beats one process using every core, because the networks' matrices
+//! are too small to keep two threads busy (README: on the 2-core AMD Zen 5 host about 2.5 hours
+//! for CelebA's 40 x 2 sweep in two lanes against about 3.5 hours in one process; on the Intel
+//! Xeon host a two-seed MNIST sweep 1.71x faster, `bench/lanes.sh`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 /// The environment variable that tells a child process which lane it is: `index/count`.
-pub const LANE_VAR: &str = "GANEM_LANE";
+const LANE_VAR: &str = "GANEM_LANE";
 
 /// This process's lane, `(index, count)` with `index < count`, when it is one.
 fn current() -> Result<Option<(usize, usize)>> {
@@ -48,9 +49,8 @@ pub fn split<T: Clone>(
     match current()? {
         Some(lane) => Ok(Some(share(&items, lane))),
         None if lanes > 1 && items.len() > 1 => {
-            let count = usize::try_from(lanes)
-                .unwrap_or(usize::MAX)
-                .min(items.len());
+            // `lanes` is at most 64 (clap's range), so the cast cannot truncate.
+            let count = (lanes as usize).min(items.len());
             run(name, count, log_dir)?;
             Ok(None)
         }
