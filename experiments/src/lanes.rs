@@ -113,7 +113,7 @@ fn run(name: &str, count: usize, log_dir: &Path) -> Result<()> {
             if !status.success() {
                 eprintln!("lane {lane} failed ({}):", log.display());
                 eprintln!("{}", failure_in(&log, 12));
-                failed.push(format!("lane {lane} ({status}; see {})", log.display()));
+                failed.push((lane, format!("{status}; see {}", log.display())));
             }
         }
         running = still;
@@ -121,6 +121,12 @@ fn run(name: &str, count: usize, log_dir: &Path) -> Result<()> {
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
     }
+    // In lane order, whichever ended first, so the message is the same from run to run.
+    failed.sort_by_key(|(lane, _)| *lane);
+    let failed: Vec<String> = failed
+        .iter()
+        .map(|(lane, why)| format!("lane {lane} ({why})"))
+        .collect();
     anyhow::ensure!(failed.is_empty(), "failed: {}", failed.join(", "));
     Ok(())
 }

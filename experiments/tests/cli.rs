@@ -321,7 +321,7 @@ fn seeds_run_in_lanes_give_the_numbers_of_one_thread_runs() {
     let (ok, text) = small_run_with_threads(&failing_dir, &data, &resume, Some("1"));
     assert!(!ok && text.contains("lane 2 failed ("), "{text}");
     assert!(
-        text.contains("no checkpoint") && text.contains("failed: lane 1"),
+        text.contains("no checkpoint") && text.contains("failed: lane 1 (exit status: 1; see"),
         "{text}"
     );
     std::fs::remove_dir_all(&failing_dir).unwrap();
