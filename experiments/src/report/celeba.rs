@@ -320,9 +320,9 @@ pub fn averages(cells: &[AttributeCell], runs: &[AttributeRow]) -> [ColumnMean; 
             continue;
         };
         column.seeds = seed_means(runs, profile, semi, column.iterations.0);
-        if !column.seeds.is_empty() {
-            let means: Vec<f64> = column.seeds.iter().map(|s| s.1).collect();
-            column.mean = Some(means.iter().sum::<f64>() / means.len() as f64);
+        let means: Vec<f64> = column.seeds.iter().map(|s| s.1).collect();
+        if let Some(stats) = ganem_core::summary::Stats::of(&means) {
+            column.mean = Some(stats.mean);
         }
     }
     columns
