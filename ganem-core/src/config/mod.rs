@@ -79,7 +79,27 @@ impl Profile {
                     .into(),
             );
         }
+        self.validate_image_size()?;
         self.optimizer.validate()
+    }
+
+    /// An image side set in the profile must be one the generator can draw; the data set's
+    /// own range (CelebA: 8 to 70) is checked where it is loaded.
+    fn validate_image_size(&self) -> std::result::Result<(), String> {
+        let side = self.data.image_size;
+        let upsamplings = self.nets.generator_upsamplings();
+        let factor = 1usize << upsamplings;
+        if side == 0 || side.is_multiple_of(factor) {
+            return Ok(());
+        }
+        let below = (side / factor * factor).max(factor);
+        let above = side.div_ceil(factor) * factor;
+        Err(format!(
+            "data.image_size = {side} is out of range for these networks: the generator doubles \
+             its first feature map's side {upsamplings} times (nets.generator_deconv_channels \
+             and the output layer), so the side must be a multiple of {factor} (e.g. {below} \
+             or {above})"
+        ))
     }
 
     /// Checks the data subsets against the data there is (0 means all).
@@ -196,6 +216,11 @@ mod tests {
                 "at least one",
             ),
             (
+                "[data]\nimage_size = 33\n[nets]\ngenerator_deconv_channels = [64, 32]\n[em]",
+                "data.image_size = 33",
+                "multiple of 8 (e.g. 32 or 40)",
+            ),
+            (
                 "[em]\n[optimizer]\nkind = 'rmsprop'\nlr = -1.0",
                 "optimizer.lr = -1",
                 "> 0",
@@ -232,6 +257,9 @@ mod tests {
                     extra_unit_weight = 0.0\n";
         let profile = Profile::from_toml(text, p).unwrap();
         assert!(profile.validate_data(60_000, 10_000).is_ok());
+        let drawable = "description = 'a'\n[data]\nimage_size = 32\n[nets]\n\
+                        generator_deconv_channels = [64, 32]\n[em]\n";
+        assert!(Profile::from_toml(drawable, p).is_ok());
         let mut big = profile.clone();
         big.data.train_subset = 70_000;
         let err = big.validate_data(60_000, 10_000).unwrap_err().to_string();

@@ -91,6 +91,13 @@ impl NetSpec {
         Ok(())
     }
 
+    /// How many times the generator doubles its first feature map's side (its hidden
+    /// transposed convolutions and the output one): image sides must be a multiple of
+    /// `1 << generator_upsamplings()`.
+    pub fn generator_upsamplings(&self) -> usize {
+        self.generator_deconv_channels.len() + 1
+    }
+
     fn scaled(&self, n: usize) -> usize {
         ((n as f64 * self.width).round() as usize).max(1)
     }
@@ -230,7 +237,7 @@ impl Generator {
         rng: &mut impl Rng,
     ) -> Result<Self> {
         let mut params = Params::with_init(device, spec.init);
-        let upsamplings = spec.generator_deconv_channels.len() + 1;
+        let upsamplings = spec.generator_upsamplings();
         let factor = 1usize << upsamplings;
         if !image.height.is_multiple_of(factor) || !image.width.is_multiple_of(factor) {
             candle_core::bail!(
