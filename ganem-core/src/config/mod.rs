@@ -92,13 +92,15 @@ impl Profile {
         if side == 0 || side.is_multiple_of(factor) {
             return Ok(());
         }
-        let below = (side / factor * factor).max(factor);
         let above = side.div_ceil(factor) * factor;
+        let nearest = match side / factor * factor {
+            0 => format!("{above}"),
+            below => format!("{below} or {above}"),
+        };
         Err(format!(
             "data.image_size = {side} is out of range for these networks: the generator doubles \
              its first feature map's side {upsamplings} times (nets.generator_deconv_channels \
-             and the output layer), so the side must be a multiple of {factor} (e.g. {below} \
-             or {above})"
+             and the output layer), so the side must be a multiple of {factor} (e.g. {nearest})"
         ))
     }
 
@@ -219,6 +221,11 @@ mod tests {
                 "[data]\nimage_size = 33\n[nets]\ngenerator_deconv_channels = [64, 32]\n[em]",
                 "data.image_size = 33",
                 "multiple of 8 (e.g. 32 or 40)",
+            ),
+            (
+                "[data]\nimage_size = 7\n[nets]\ngenerator_deconv_channels = [64, 32]\n[em]",
+                "data.image_size = 7",
+                "multiple of 8 (e.g. 8)",
             ),
             (
                 "[em]\n[optimizer]\nkind = 'rmsprop'\nlr = -1.0",
