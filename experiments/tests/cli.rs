@@ -373,7 +373,8 @@ fn shared_data_with_celeba() -> Option<PathBuf> {
 }
 
 /// CelebA's labels-only baseline files a row per attribute and seed, better than chance on
-/// a visually strong attribute; without labels it is refused before any data is read.
+/// a visually strong attribute (`--setting semi`: 100 labels); without labels, or with
+/// `--setting unsup` beside `--labels 100`, it is refused before any data is read.
 #[test]
 fn the_celeba_labels_only_baseline_files_a_row_per_attribute_and_seed() {
     let Some(data) = shared_data_with_celeba() else {
@@ -403,7 +404,13 @@ fn the_celeba_labels_only_baseline_files_a_row_per_attribute_and_seed() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("give --labels 100"));
     assert!(!dir.join("results").exists());
-    let out = celeba(&["--labels", "100", "--labels-only", "30"]);
+    let out = celeba(&["--setting", "unsup", "--labels", "100"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--setting unsup clusters without labels")
+    );
+    assert!(!dir.join("results").exists());
+    let out = celeba(&["--setting", "semi", "--labels-only", "30"]);
     assert!(
         out.status.success(),
         "{}",

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 /// (at most half of the profile's `data.train_subset`) and as many of the other, those whose
 /// other 39 attributes are purest (the same for every seed; see docs/deviations.md). A fifth
 /// of each value is held out and scores the run. Unsupervised, the error is Eq. 20 with K = 2
-/// on the held-out faces; with --labels 100, 50 training faces of each value (drawn by the
+/// on the held-out faces; with --labels 100 (`--setting semi`), 50 training faces of each value (drawn by the
 /// seed) train the E-net (Sec. 5.3) and the error is the plain classification error on the
 /// held-out faces. Each run writes results/celeba_{attribute}_labels{N}_{profile}_k2_seed{S}.csv
 /// (a row per EM iteration) and its record; results/celeba_summary.csv gets a line per
@@ -35,9 +35,13 @@ struct Args {
     /// by commas, or `all`.
     #[arg(long, visible_alias = "attr", default_value = "all")]
     attribute: String,
+    /// Table 2's setting: `unsup` clusters (no labels), `semi` trains with --labels faces
+    /// (100 unless given). Without it, --labels alone decides.
+    #[arg(long, value_enum)]
+    setting: Option<Setting>,
     /// Labelled faces (half of each value): 0 for clustering, 100 as in Table 2.
-    #[arg(long, default_value_t = 0)]
-    labels: usize,
+    #[arg(long)]
+    labels: Option<usize>,
     /// Instead of GAN-EM, the baseline it has to beat (with --labels): the profile's E-net
     /// alone, trained on the same labelled faces for this many passes, scored on the same
     /// held-out faces; one row per attribute and seed in results/celeba_labels_only.csv.
@@ -45,6 +49,35 @@ struct Args {
     labels_only: Option<usize>,
     #[command(flatten)]
     common: CommonArgs,
+}
+
+/// The two columns of Table 2.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Setting {
+    /// K = 2 clustering without labels.
+    Unsup,
+    /// Semi-supervised, 100 labelled faces unless --labels says otherwise.
+    Semi,
+}
+
+impl Args {
+    /// The number of labelled faces that --setting and --labels ask for together.
+    fn labelled_faces(&self) -> Result<usize> {
+        match (self.setting, self.labels) {
+            (None, labels) => Ok(labels.unwrap_or(0)),
+            (Some(Setting::Unsup), None | Some(0)) => Ok(0),
+            (Some(Setting::Unsup), Some(labels)) => {
+                anyhow::bail!(
+                    "--setting unsup clusters without labels, but --labels {labels} was given"
+                )
+            }
+            (Some(Setting::Semi), None) => Ok(100),
+            (Some(Setting::Semi), Some(0)) => {
+                anyhow::bail!("--setting semi needs labelled faces, but --labels 0 was given")
+            }
+            (Some(Setting::Semi), Some(labels)) => Ok(labels),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -99,23 +132,24 @@ fn attributes(text: &str) -> Result<Vec<usize>> {
 fn main() -> Result<()> {
     let args = Args::parse();
     let common = &args.common;
-    let (profile, label) = common.profile_for_labels("celeba", Some(args.labels))?;
+    let labels = args.labelled_faces()?;
+    let (profile, label) = common.profile_for_labels("celeba", Some(labels))?;
     let seeds = common.seed_list()?;
     let attributes = attributes(&args.attribute)?;
     anyhow::ensure!(
-        args.labels % 2 == 0,
+        labels % 2 == 0,
         "--labels {} must be even: half of the labelled faces show the attribute",
-        args.labels
+        labels
     );
     anyhow::ensure!(
-        args.labels_only.is_none() || args.labels > 0,
-        "--labels-only needs labelled faces: give --labels 100"
+        args.labels_only.is_none() || labels > 0,
+        "--labels-only needs labelled faces: give --labels 100 (or --setting semi)"
     );
     let runs = attributes
         .iter()
         .flat_map(|&attribute| seeds.iter().map(move |&seed| (attribute, seed)))
         .collect();
-    let Some(runs) = common.lane_share(runs, &format!("celeba_labels{}", args.labels))? else {
+    let Some(runs) = common.lane_share(runs, &format!("celeba_labels{}", labels))? else {
         return Ok(());
     };
     let device = ganem_core::default_device()?;
@@ -147,9 +181,9 @@ fn main() -> Result<()> {
             .select(&selection.held_out)?
             .to_symmetric_range()?;
         anyhow::ensure!(
-            args.labels < faces.len(),
+            labels < faces.len(),
             "--labels {} is not fewer than the {} training faces of {name}",
-            args.labels,
+            labels,
             faces.len()
         );
         println!(
@@ -164,7 +198,7 @@ fn main() -> Result<()> {
         );
         // The labelled faces of a seed: the same for GAN-EM and for the baseline.
         let labelled_of = |seed: u64| -> Result<ImageSet> {
-            let chosen = balanced_subset(&faces.labels, 2, args.labels / 2, seed)?;
+            let chosen = balanced_subset(&faces.labels, 2, labels / 2, seed)?;
             Ok(faces.select(&chosen)?)
         };
         if let Some(epochs) = args.labels_only {
@@ -187,10 +221,10 @@ fn main() -> Result<()> {
             continue;
         }
         let experiment = Experiment {
-            name: format!("celeba_{name}_labels{}", args.labels),
+            name: format!("celeba_{name}_labels{}", labels),
             summary: "celeba",
             dataset: format!("celeba:{name}"),
-            labels: args.labels,
+            labels,
             args: common,
             profile: &profile,
             label: &label,
@@ -202,7 +236,7 @@ fn main() -> Result<()> {
         let result = experiment.run_seeds(
             &seeds,
             |model, seed| {
-                if args.labels > 0 {
+                if labels > 0 {
                     let set = labelled_of(seed)?;
                     model.set_labelled(set.images, &set.labels)?;
                 }
@@ -214,7 +248,7 @@ fn main() -> Result<()> {
                 let scores = score(&predicted, truth, 2, 2);
                 Ok(Row {
                     iteration: stats.iteration,
-                    test_error: if args.labels > 0 {
+                    test_error: if labels > 0 {
                         classification_error(&predicted, truth)
                     } else {
                         scores.error
@@ -251,13 +285,8 @@ fn main() -> Result<()> {
             }
             rows.push(AttributeRow {
                 attribute: name.to_string(),
-                setting: if args.labels > 0 {
-                    "semi"
-                } else {
-                    "unsupervised"
-                }
-                .into(),
-                labels: args.labels,
+                setting: if labels > 0 { "semi" } else { "unsupervised" }.into(),
+                labels,
                 test_error: record.scores.test_error,
                 nmi: record.scores.nmi,
                 ari: record.scores.ari,
