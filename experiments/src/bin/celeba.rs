@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 /// (at most half of the profile's `data.train_subset`) and as many of the other, those whose
 /// other 39 attributes are purest (the same for every seed; see docs/deviations.md). A fifth
 /// of each value is held out and scores the run. Unsupervised, the error is Eq. 20 with K = 2
-/// on the held-out faces; with --labels 100 (`--setting semi`), 50 training faces of each value (drawn by the
-/// seed) train the E-net (Sec. 5.3) and the error is the plain classification error on the
-/// held-out faces. Each run writes results/celeba_{attribute}_labels{N}_{profile}_k2_seed{S}.csv
+/// on the held-out faces; with --labels 100 (`--setting semi`), 50 training faces of each
+/// value (drawn by the seed) train the E-net (Sec. 5.3) and the error is the plain
+/// classification error on the held-out faces. Each run writes results/celeba_{attribute}_labels{N}_{profile}_k2_seed{S}.csv
 /// (a row per EM iteration) and its record; results/celeba_summary.csv gets a line per
 /// attribute, and results/celeba_attributes.csv a row per attribute, setting and seed
 /// (rewritten atomically after each attribute, so an interrupted sweep resumes with
