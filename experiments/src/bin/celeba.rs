@@ -39,7 +39,8 @@ struct Args {
     /// (100 unless given). Without it, --labels alone decides.
     #[arg(long, value_enum)]
     setting: Option<Setting>,
-    /// Labelled faces (half of each value): 0 for clustering, 100 as in Table 2.
+    /// Labelled faces (half of each value): 0 for clustering, 100 as in Table 2. Default 0,
+    /// or 100 with `--setting semi`.
     #[arg(long)]
     labels: Option<usize>,
     /// Instead of GAN-EM, the baseline it has to beat (with --labels): the profile's E-net
