@@ -101,6 +101,22 @@ struct Optimizers {
 /// Generated images per class that the collapse rule looks at.
 const SPREAD_SAMPLES_PER_CLASS: usize = 10;
 
+/// `images` `(N, H, W, C)` followed by each of them mirrored left to right: image i's mirror
+/// image is row N + i.
+fn with_mirror_images(images: &Tensor) -> Result<Tensor> {
+    let mirrored = images.index_select(&mirror_columns(images.dim(2)?, images.device())?, 2)?;
+    Ok(Tensor::cat(&[images, &mirrored], 0)?)
+}
+
+/// Column indices that mirror an image `width` wide when selected along its width.
+fn mirror_columns(width: usize, device: &Device) -> Result<Tensor> {
+    Ok(Tensor::from_vec(
+        (0..width as u32).rev().collect(),
+        width,
+        device,
+    )?)
+}
+
 fn rng_for(seed: u64, stream: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(stream);
@@ -472,6 +488,10 @@ impl GanEm {
         };
         progress.start(&format!("EM {} M-step", self.iteration + 1), batches as u64);
         let mut order: Vec<u32> = Vec::new();
+        let real_pool = match self.spec.real_flip {
+            true => Some(with_mirror_images(&train.images)?),
+            false => None,
+        };
         let (mut sum_d, mut sum_g) = (0.0, 0.0);
         for _ in 0..batches {
             if order.len() < batch {
@@ -479,12 +499,9 @@ impl GanEm {
                 epoch.shuffle(&mut self.rng);
                 order.extend(epoch);
             }
-            let idx = Tensor::from_vec(
-                order.drain(..batch).collect::<Vec<u32>>(),
-                batch,
-                &self.device,
-            )?;
-            let mut real = train.images.index_select(&idx, 0)?;
+            let picked: Vec<u32> = order.drain(..batch).collect();
+            let mut real = self.real_batch(&train.images, real_pool.as_ref(), &picked)?;
+            let idx = Tensor::from_vec(picked, batch, &self.device)?;
             let mut w = self.soft_assignments.index_select(&idx, 0)?;
             if let Some((images, classes)) = self.labelled_batch(self.semi.m_step_labelled_batch)? {
                 real = Tensor::cat(&[real, images], 0)?;
@@ -534,6 +551,30 @@ impl GanEm {
             phi_max,
             seconds: start.elapsed().as_secs_f64(),
         })
+    }
+
+    /// The real images `picked` of `images` for one M-step batch; with `mirror_pool` (the
+    /// images then their mirror images, [`with_mirror_images`]) each one mirrored with
+    /// probability 1/2 (`em.real_flip`), without a draw from the seed's stream otherwise.
+    fn real_batch(
+        &mut self,
+        images: &Tensor,
+        mirror_pool: Option<&Tensor>,
+        picked: &[u32],
+    ) -> Result<Tensor> {
+        let n = images.dim(0)? as u32;
+        let (source, rows): (&Tensor, Vec<u32>) = match mirror_pool {
+            Some(pool) => (
+                pool,
+                picked
+                    .iter()
+                    .map(|&i| if self.rng.gen_bool(0.5) { i + n } else { i })
+                    .collect(),
+            ),
+            None => (images, picked.to_vec()),
+        };
+        let rows = Tensor::from_vec(rows, picked.len(), &self.device)?;
+        Ok(source.index_select(&rows, 0)?)
     }
 
     /// Soft assignments w = P(c | x) `(N, K)` of the training images for the next M-step, with
@@ -775,6 +816,42 @@ mod tests {
             warm == 12 && cold < 12,
             "cold {cold}, warm {warm} of 12 right"
         );
+    }
+
+    #[test]
+    fn real_flip_mirrors_about_half_the_m_steps_real_images_and_draws_nothing_when_off() {
+        // Image i: one bright pixel at row i, column 3.
+        let mut pixels = vec![0f32; 8 * 784];
+        for i in 0..8 {
+            pixels[i * 784 + i * 28 + 3] = 1.0;
+        }
+        let x = Tensor::from_vec(pixels, (8, 28, 28, 1), &Device::Cpu).unwrap();
+        let picked: Vec<u32> = (0..64).map(|j| j % 8).collect();
+        let bright = |t: &Tensor| -> Vec<(usize, usize)> {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            (0..64)
+                .map(|j| {
+                    let at = (0..784).find(|&p| v[j * 784 + p] > 0.5).unwrap();
+                    (at / 28, at % 28)
+                })
+                .collect()
+        };
+
+        let mut off = tiny_with(|_| ());
+        let stream_before = off.rng.clone();
+        let plain = bright(&off.real_batch(&x, None, &picked).unwrap());
+        assert_eq!(off.rng, stream_before, "no draw when real_flip is off");
+        assert!(plain.iter().enumerate().all(|(j, &p)| p == (j % 8, 3)));
+
+        let mut on = tiny_with(|p| p.em.real_flip = true);
+        let pool = with_mirror_images(&x).unwrap();
+        let flipped = bright(&on.real_batch(&x, Some(&pool), &picked).unwrap());
+        assert!(flipped
+            .iter()
+            .enumerate()
+            .all(|(j, &p)| p == (j % 8, 3) || p == (j % 8, 24)));
+        let mirrored = flipped.iter().filter(|&&(_, c)| c == 24).count();
+        assert!((16..=48).contains(&mirrored), "{mirrored} of 64 mirrored");
     }
 
     #[test]

@@ -132,6 +132,13 @@ pub struct EmSpec {
     /// weights.
     #[serde(skip_serializing_if = "crate::config::is_zero_f64")]
     pub enet_average: f64,
+    /// Mirrors each real image of the M-step left to right with probability 1/2, a fresh draw
+    /// per image and batch, its soft assignment unchanged (beyond the paper; for faces, not
+    /// digits): D then cannot tie a cluster to a side (the head's turn, the light's side),
+    /// which no face attribute is about, and sees twice as many distinct faces. false, the
+    /// paper.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub real_flip: bool,
 }
 
 impl Default for EmSpec {
@@ -158,6 +165,7 @@ impl Default for EmSpec {
             e_step_generator_statistics: GeneratorStatistics::Batch,
             max_loss: 1e6,
             enet_average: 0.0,
+            real_flip: false,
         }
     }
 }

@@ -52,7 +52,7 @@ impl GanEm {
         let padded = images
             .pad_with_same(1, shift, shift)?
             .pad_with_same(2, shift, shift)?;
-        let mirror = Tensor::from_vec((0..width as u32).rev().collect(), width, &self.device)?;
+        let mirror = super::mirror_columns(width, &self.device)?;
         let mut changed = Vec::with_capacity(n);
         for i in 0..n {
             let (dy, dx) = (
