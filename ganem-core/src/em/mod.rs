@@ -818,6 +818,17 @@ mod tests {
         );
     }
 
+    /// (row, column) of the first bright pixel of each 28x28 image of `images`.
+    fn bright_pixels(images: &Tensor) -> Vec<(usize, usize)> {
+        let v: Vec<f32> = images.flatten_all().unwrap().to_vec1().unwrap();
+        v.chunks(784)
+            .map(|image| {
+                let at = image.iter().position(|&p| p > 0.5).unwrap();
+                (at / 28, at % 28)
+            })
+            .collect()
+    }
+
     #[test]
     fn real_flip_mirrors_about_half_the_m_steps_real_images_and_draws_nothing_when_off() {
         // Image i: one bright pixel at row i, column 3.
@@ -827,25 +838,15 @@ mod tests {
         }
         let x = Tensor::from_vec(pixels, (8, 28, 28, 1), &Device::Cpu).unwrap();
         let picked: Vec<u32> = (0..64).map(|j| j % 8).collect();
-        let bright = |t: &Tensor| -> Vec<(usize, usize)> {
-            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-            (0..64)
-                .map(|j| {
-                    let at = (0..784).find(|&p| v[j * 784 + p] > 0.5).unwrap();
-                    (at / 28, at % 28)
-                })
-                .collect()
-        };
-
         let mut off = tiny_with(|_| ());
         let stream_before = off.rng.clone();
-        let plain = bright(&off.real_batch(&x, None, &picked).unwrap());
+        let plain = bright_pixels(&off.real_batch(&x, None, &picked).unwrap());
         assert_eq!(off.rng, stream_before, "no draw when real_flip is off");
         assert!(plain.iter().enumerate().all(|(j, &p)| p == (j % 8, 3)));
 
         let mut on = tiny_with(|p| p.em.real_flip = true);
         let pool = with_mirror_images(&x).unwrap();
-        let flipped = bright(&on.real_batch(&x, Some(&pool), &picked).unwrap());
+        let flipped = bright_pixels(&on.real_batch(&x, Some(&pool), &picked).unwrap());
         assert!(flipped
             .iter()
             .enumerate()
@@ -867,35 +868,25 @@ mod tests {
         pixels[10 * 28 + 5] = 1.0;
         let x = Tensor::from_vec(pixels, (1, 28, 28, 1), &Device::Cpu).unwrap();
         let x = Tensor::cat(&vec![x; 64], 0).unwrap();
-        let bright = |t: &Tensor| -> Vec<(usize, usize)> {
-            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-            (0..64)
-                .map(|i| {
-                    let at = (0..784).find(|&p| v[i * 784 + p] > 0.5).unwrap();
-                    (at / 28, at % 28)
-                })
-                .collect()
-        };
-
         let mut off = model_with(0, false);
         let stream_before = off.rng.clone();
         assert_eq!(
-            bright(&off.augment_labelled(&x).unwrap()),
+            bright_pixels(&off.augment_labelled(&x).unwrap()),
             vec![(10, 5); 64]
         );
         assert_eq!(off.rng, stream_before, "no draw when augmentation is off");
 
-        let shifted = bright(&model_with(2, false).augment_labelled(&x).unwrap());
+        let shifted = bright_pixels(&model_with(2, false).augment_labelled(&x).unwrap());
         assert!(shifted
             .iter()
             .all(|&(r, c)| (8..=12).contains(&r) && (3..=7).contains(&c)));
         assert!(shifted.iter().any(|&p| p != (10, 5)), "some image moved");
 
-        let flipped = bright(&model_with(0, true).augment_labelled(&x).unwrap());
+        let flipped = bright_pixels(&model_with(0, true).augment_labelled(&x).unwrap());
         assert!(flipped.iter().all(|&p| p == (10, 5) || p == (10, 22)));
         assert!(flipped.contains(&(10, 5)) && flipped.contains(&(10, 22)));
 
-        let both = bright(&model_with(2, true).augment_labelled(&x).unwrap());
+        let both = bright_pixels(&model_with(2, true).augment_labelled(&x).unwrap());
         assert!(both.iter().all(
             |&(r, c)| (8..=12).contains(&r) && ((3..=7).contains(&c) || (20..=24).contains(&c))
         ));
