@@ -65,10 +65,17 @@ struct CheckpointState {
     /// E-net updates the averaged E-net has followed (`em.enet_average`).
     #[serde(default, skip_serializing_if = "crate::config::is_zero")]
     enet_average_updates: usize,
+    /// E-net snapshots kept for `em.score_snapshots`, saved oldest first.
+    #[serde(default, skip_serializing_if = "crate::config::is_zero")]
+    snapshots_kept: usize,
 }
 
 const NETS: [&str; 3] = ["generator", "discriminator", "enet"];
 const AVERAGED_ENET: &str = "enet_average.safetensors";
+
+fn snapshot_file(i: usize) -> String {
+    format!("enet_snapshot_{i}.safetensors")
+}
 
 impl GanEm {
     /// Saves G, D, the E-net (with running statistics), phi and the iteration into `dir`.
@@ -82,11 +89,18 @@ impl GanEm {
         if let Some(average) = &self.averaged_enet {
             average.net.params.save(&dir.join(AVERAGED_ENET))?;
         }
+        let kept = self.snapshots.as_ref().map_or(0, |s| s.kept.len());
+        if let Some(snapshots) = &self.snapshots {
+            for (i, net) in snapshots.kept.iter().enumerate() {
+                net.params.save(&dir.join(snapshot_file(i)))?;
+            }
+        }
         let state = CheckpointState {
             identity: identity.clone(),
             iteration: self.iteration,
             phi: self.phi.clone(),
             enet_average_updates: self.averaged_enet.as_ref().map_or(0, |a| a.updates),
+            snapshots_kept: kept,
         };
         let path = dir.join("state.json");
         let partial = dir.join("state.json.partial");
@@ -110,6 +124,24 @@ impl GanEm {
         if let Some(average) = &mut self.averaged_enet {
             average.net.params.load(&dir.join(AVERAGED_ENET))?;
             average.updates = state.enet_average_updates;
+        }
+        if let Some(snapshots) = &mut self.snapshots {
+            if state.snapshots_kept > snapshots.capacity() {
+                return Err(Error::bad_file(
+                    dir.join("state.json"),
+                    format!(
+                        "the checkpoint keeps {} E-net snapshots, this run at most {}",
+                        state.snapshots_kept,
+                        snapshots.capacity()
+                    ),
+                ));
+            }
+            snapshots.clear();
+            for i in 0..state.snapshots_kept {
+                let mut net = snapshots.take_network();
+                net.params.load(&dir.join(snapshot_file(i)))?;
+                snapshots.kept.push_back(net);
+            }
         }
         self.phi = state.phi;
         self.iteration = state.iteration;

@@ -6,6 +6,7 @@ mod checkpoint;
 pub mod health;
 mod options;
 mod semi;
+mod snapshots;
 
 use std::time::Instant;
 
@@ -79,6 +80,8 @@ pub struct GanEm {
     pub enet: Classifier,
     /// The average of `em.enet_average`, when set: the E-net that is scored.
     averaged_enet: Option<average::AveragedEnet>,
+    /// The E-nets of the last E-steps, when `em.score_snapshots` asks for them: they are scored.
+    snapshots: Option<snapshots::SnapshotEnsemble>,
     /// P(c = i), from the last M-step.
     pub phi: Vec<f64>,
     /// `(N, K)` soft assignments w of the training images, from the last E-step.
@@ -163,6 +166,16 @@ impl GanEm {
                 Some(average::AveragedEnet::new(copy, &enet, decay)?)
             }
         };
+        let snapshots = match profile.em.score_snapshots {
+            0 | 1 => None,
+            kept => {
+                // Built like the E-net and overwritten with its values: the draws are discarded.
+                let networks = (0..kept)
+                    .map(|i| build_enet(&mut rng_for(seed, u64::MAX - 2 - i as u64)))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Some(snapshots::SnapshotEnsemble::new(networks))
+            }
+        };
         let soft_assignments = Tensor::full(1.0 / clusters as f32, (train_len, clusters), device)?;
         Ok(Self {
             spec: profile.em.clone(),
@@ -173,6 +186,7 @@ impl GanEm {
             discriminator,
             enet,
             averaged_enet,
+            snapshots,
             phi: vec![1.0 / clusters as f64; clusters],
             soft_assignments,
             iteration: 0,
@@ -209,7 +223,7 @@ impl GanEm {
             sizes[2].params as u64
         } else {
             0
-        };
+        } + em.score_snapshots as u64 * sizes[2].params as u64;
         let params: u64 = sizes.iter().map(|s| s.params as u64).sum();
         let activations: u64 = sizes
             .iter()
@@ -524,6 +538,9 @@ impl GanEm {
         }
         progress.finish();
         let (labelled_error, labelled_updates) = self.fit_labelled()?;
+        if let Some(snapshots) = &mut self.snapshots {
+            snapshots.keep(&self.enet)?;
+        }
 
         // w = E(x_real) (Algorithm 1, line 14).
         self.soft_assignments = self.assign(&train.images)?;
@@ -604,9 +621,20 @@ impl GanEm {
     }
 
     /// The most likely cluster of each of `images`, for evaluation: the scored E-net (the
-    /// average of `em.enet_average` when set) in evaluation mode.
+    /// average of `em.enet_average` when set; the snapshots of `em.score_snapshots` once one
+    /// is kept) in evaluation mode.
     pub fn predict(&self, images: &Tensor) -> Result<Vec<usize>> {
-        self.classify(self.scored_enet(), images)
+        let ensemble = match &self.snapshots {
+            Some(snapshots) => snapshots.posterior(images, self.spec.eval_batch_size)?,
+            None => None,
+        };
+        match ensemble {
+            Some(posterior) => {
+                let hard: Vec<u32> = posterior.argmax(1)?.to_vec1()?;
+                Ok(hard.into_iter().map(|c| c as usize).collect())
+            }
+            None => self.classify(self.scored_enet(), images),
+        }
     }
 
     /// The E-net's reduced representation of `images` (Sec. 5.4): the output of its layer r
@@ -1028,6 +1056,91 @@ mod tests {
         profile.em.enet_average = 1.0;
         let error = profile.em.validate().unwrap_err();
         assert!(error.contains("em.enet_average"), "{error}");
+    }
+
+    #[test]
+    fn snapshots_score_the_mean_of_the_last_e_nets_and_resume_without_changing_training() {
+        let mut plain = tiny_with(|_| ());
+        let mut ensemble = tiny_with(|p| p.em.score_snapshots = 2);
+        let x = images(20, 4);
+        let posterior = |net: &Classifier| softmax(&net.predict_logits(&x, 7, Mode::Eval).unwrap());
+        let keep = |model: &mut GanEm| {
+            let enet = &model.enet;
+            model.snapshots.as_mut().unwrap().keep(enet).unwrap();
+        };
+        plain.enet_update(8).unwrap();
+        ensemble.enet_update(8).unwrap();
+        assert_eq!(ensemble.predict(&x).unwrap(), plain.predict(&x).unwrap());
+        keep(&mut ensemble);
+        assert_eq!(
+            ensemble.predict(&x).unwrap(),
+            plain.predict(&x).unwrap(),
+            "one snapshot is the E-net itself"
+        );
+        let first = posterior(&plain.enet).unwrap();
+        for _ in 0..3 {
+            plain.enet_update(8).unwrap();
+            ensemble.enet_update(8).unwrap();
+        }
+        keep(&mut ensemble);
+        assert_eq!(
+            values(&plain.enet.params),
+            values(&ensemble.enet.params),
+            "snapshots leave the E-net's training alone"
+        );
+        let newest = posterior(&plain.enet).unwrap();
+        let hard = |p: &Tensor| -> Vec<u32> { p.argmax(1).unwrap().to_vec1().unwrap() };
+        let order = snapshots::matching_classes(&hard(&first), &hard(&newest), 3).unwrap();
+        let aligned = first
+            .index_select(&Tensor::from_vec(order, 3, &Device::Cpu).unwrap(), 1)
+            .unwrap();
+        let expected: Vec<usize> = hard(&(newest + aligned).unwrap())
+            .into_iter()
+            .map(|c| c as usize)
+            .collect();
+        let scored = ensemble.predict(&x).unwrap();
+        assert_eq!(scored, expected);
+
+        // A third snapshot takes the oldest one's place.
+        ensemble.enet_update(8).unwrap();
+        keep(&mut ensemble);
+        assert_eq!(ensemble.snapshots.as_ref().unwrap().kept.len(), 2);
+        let scored = ensemble.predict(&x).unwrap();
+
+        let dir = std::env::temp_dir().join(format!("ganem-snapshots-{}", std::process::id()));
+        let identity = RunIdentity {
+            dataset: "tiny".into(),
+            clusters: 3,
+            labels: 0,
+            profile: "tiny".into(),
+            profile_hash: "h".into(),
+            seed: 1,
+        };
+        ensemble.save(&dir, &identity).unwrap();
+        let mut resumed = tiny_with(|p| p.em.score_snapshots = 2);
+        let train = crate::data::ImageSet {
+            images: images(8, 5),
+            labels: vec![0; 8],
+            shape: crate::data::mnist::SHAPE,
+            classes: 3,
+        };
+        resumed.resume(&dir, &identity, &train).unwrap();
+        let mut too_small = tiny_with(|p| p.em.score_snapshots = 3);
+        too_small.snapshots = Some(snapshots::SnapshotEnsemble::new(Vec::new()));
+        let refused = too_small.resume(&dir, &identity, &train).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(resumed.predict(&x).unwrap(), scored);
+        assert!(
+            refused.to_string().contains("2 E-net snapshots"),
+            "{refused}"
+        );
+
+        let mut profile = tiny_profile();
+        profile.em.score_snapshots = 3;
+        profile.em.validate().unwrap();
+        profile.em.enet_average = 0.9;
+        let error = profile.em.validate().unwrap_err();
+        assert!(error.contains("em.score_snapshots"), "{error}");
     }
 
     #[test]

@@ -139,6 +139,14 @@ pub struct EmSpec {
     /// paper.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub real_flip: bool,
+    /// When above 1, the images that are scored (test and held-out images) are classified by
+    /// the mean posterior of the E-net as it stood after each of the last `score_snapshots`
+    /// E-steps, each snapshot's classes matched to the newest one's (beyond the paper: a
+    /// snapshot ensemble). Training, the assignments w and the reduced representation are
+    /// the E-net's own, so a run scores differently but trains as without it. 0, the paper:
+    /// the E-net of the last E-step alone.
+    #[serde(skip_serializing_if = "crate::config::is_zero")]
+    pub score_snapshots: usize,
 }
 
 impl Default for EmSpec {
@@ -166,6 +174,7 @@ impl Default for EmSpec {
             max_loss: 1e6,
             enet_average: 0.0,
             real_flip: false,
+            score_snapshots: 0,
         }
     }
 }
@@ -194,7 +203,15 @@ impl EmSpec {
         validate::count("em.discriminator_steps", self.discriminator_steps)?;
         validate::count("em.eval_batch_size", self.eval_batch_size)?;
         validate::positive("em.max_loss", self.max_loss)?;
-        validate::unit_interval_open("em.enet_average", self.enet_average)
+        validate::unit_interval_open("em.enet_average", self.enet_average)?;
+        if self.score_snapshots > 1 && self.enet_average > 0.0 {
+            return Err(format!(
+                "em.score_snapshots = {} and em.enet_average = {} both choose the E-net that is \
+                 scored: set one of them",
+                self.score_snapshots, self.enet_average
+            ));
+        }
+        Ok(())
     }
 }
 
