@@ -219,11 +219,9 @@ impl GanEm {
         let batch = (2 * em.batch_size)
             .max(em.e_step_batch_size)
             .max(em.eval_batch_size) as u64;
-        let averaged_enet = if em.enet_average > 0.0 {
-            sizes[2].params as u64
-        } else {
-            0
-        } + em.score_snapshots as u64 * sizes[2].params as u64;
+        // The averaged E-net and the kept snapshots: copies of the E-net's weights.
+        let enet_copies =
+            ((em.enet_average > 0.0) as u64 + em.score_snapshots as u64) * sizes[2].params as u64;
         let params: u64 = sizes.iter().map(|s| s.params as u64).sum();
         let activations: u64 = sizes
             .iter()
@@ -232,7 +230,7 @@ impl GanEm {
             .unwrap_or(0);
         let floats = 4 * (train_len * clusters) as u64 // w, logits, softmax, its temporaries
             + 4 * params // weights, gradients, two moments
-            + averaged_enet
+            + enet_copies
             + 3 * batch * activations; // forward, backward and the gradient buffers
         4 * floats
     }
@@ -706,6 +704,28 @@ mod tests {
         Tensor::from_vec(v, (n, 28, 28, 1), &Device::Cpu).unwrap()
     }
 
+    /// The identity a tiny model's checkpoint is saved under in the tests.
+    fn tiny_identity() -> RunIdentity {
+        RunIdentity {
+            dataset: "tiny".into(),
+            clusters: 3,
+            labels: 0,
+            profile: "tiny".into(),
+            profile_hash: "h".into(),
+            seed: 1,
+        }
+    }
+
+    /// 8 training images for [`tiny_with`]'s model, to resume a checkpoint with.
+    fn tiny_train() -> crate::data::ImageSet {
+        crate::data::ImageSet {
+            images: images(8, 5),
+            labels: vec![0; 8],
+            shape: crate::data::mnist::SHAPE,
+            classes: 3,
+        }
+    }
+
     fn values(params: &crate::nets::Params) -> Vec<Vec<f32>> {
         let flat = |v: &candle_core::Var| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         params.trainable().iter().map(flat).collect()
@@ -1030,22 +1050,10 @@ mod tests {
         assert_ne!(scored, features(&averaged.enet));
 
         let dir = std::env::temp_dir().join(format!("ganem-average-{}", std::process::id()));
-        let identity = RunIdentity {
-            dataset: "tiny".into(),
-            clusters: 3,
-            labels: 0,
-            profile: "tiny".into(),
-            profile_hash: "h".into(),
-            seed: 1,
-        };
+        let identity = tiny_identity();
         averaged.save(&dir, &identity).unwrap();
         let mut resumed = tiny_with(|p| p.em.enet_average = 0.5);
-        let train = crate::data::ImageSet {
-            images: images(8, 5),
-            labels: vec![0; 8],
-            shape: crate::data::mnist::SHAPE,
-            classes: 3,
-        };
+        let train = tiny_train();
         resumed.resume(&dir, &identity, &train).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         let back = resumed.averaged_enet.as_ref().unwrap();
@@ -1108,22 +1116,10 @@ mod tests {
         let scored = ensemble.predict(&x).unwrap();
 
         let dir = std::env::temp_dir().join(format!("ganem-snapshots-{}", std::process::id()));
-        let identity = RunIdentity {
-            dataset: "tiny".into(),
-            clusters: 3,
-            labels: 0,
-            profile: "tiny".into(),
-            profile_hash: "h".into(),
-            seed: 1,
-        };
+        let identity = tiny_identity();
         ensemble.save(&dir, &identity).unwrap();
         let mut resumed = tiny_with(|p| p.em.score_snapshots = 2);
-        let train = crate::data::ImageSet {
-            images: images(8, 5),
-            labels: vec![0; 8],
-            shape: crate::data::mnist::SHAPE,
-            classes: 3,
-        };
+        let train = tiny_train();
         resumed.resume(&dir, &identity, &train).unwrap();
         let mut too_small = tiny_with(|p| p.em.score_snapshots = 3);
         too_small.snapshots = Some(snapshots::SnapshotEnsemble::new(Vec::new()));
